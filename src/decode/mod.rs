@@ -1,0 +1,265 @@
+//! Decoding: one Kafka payload → a typed message that borrows from a scratch buffer.
+//!
+//! Owns the per-worker parse state (the scratch copy of the payload, simd-json's buffers and
+//! the reused tape), so that after warm-up a message is decoded without touching the heap.
+//! Strings in the decoded structs point into the scratch copy, where simd-json unescapes them
+//! in place. Must never: allocate per message, panic on any input, or accept a message that
+//! lacks a required field.
+
+mod alarm;
+mod json;
+mod metric;
+
+pub use alarm::AlarmTransition;
+pub use json::Json;
+pub use metric::{Dimensions, Metric};
+
+use simd_json::{Buffers, Node, StaticNode, Tape};
+
+/// Why a payload could not be decoded. Each variant is a per-message outcome that the pipeline
+/// counts and dead-letters; none of them stops anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The payload exceeds the configured `max_message_bytes`.
+    #[error("message too large: {size} bytes (limit {limit})")]
+    TooLarge { size: usize, limit: usize },
+    /// The payload is not UTF-8; JSON text must be.
+    #[error("invalid UTF-8 at byte {at}")]
+    InvalidUtf8 { at: usize },
+    /// The payload is not a JSON document.
+    #[error("invalid JSON at byte {at}: {what}")]
+    InvalidJson { at: usize, what: &'static str },
+    /// A required field is absent or null.
+    #[error("missing field `{field}`")]
+    Missing { field: &'static str },
+    /// A field has a type the format does not allow.
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    /// A numeric string that does not parse as a number.
+    #[error("field `{field}` is not a number")]
+    NotANumber { field: &'static str },
+    /// A timestamp outside the range of signed 64-bit milliseconds.
+    #[error("field `{field}` is out of range")]
+    OutOfRange { field: &'static str },
+}
+
+/// Largest accepted payload unless configured otherwise: far above any real Monasca message,
+/// small enough that one message cannot make a worker hold a large buffer.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Per-worker decoder. Reuse one per thread; it keeps its buffers between messages.
+pub struct Decoder {
+    /// Mutable copy of the payload, followed by simd-json's padding: simd-json unescapes
+    /// strings in place, and Kafka hands us an immutable slice.
+    scratch: Vec<u8>,
+    /// simd-json's stage-1/stage-2 buffers, reused so parsing does not allocate.
+    buffers: Buffers,
+    /// The tape's allocation, kept between messages with its lifetime erased by
+    /// `Tape::reset` (it is empty whenever it is stored here).
+    tape: Option<Tape<'static>>,
+    /// Payloads larger than this are rejected before parsing.
+    max_message_bytes: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_MESSAGE_BYTES)
+    }
+}
+
+impl Decoder {
+    /// A decoder that rejects payloads longer than `max_message_bytes`.
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self {
+            scratch: Vec::with_capacity(4096),
+            buffers: Buffers::new(4096),
+            tape: Some(Tape(Vec::with_capacity(256))),
+            max_message_bytes,
+        }
+    }
+
+    /// Decodes a metric envelope and hands it (or the reason it was rejected) to `f`.
+    ///
+    /// A closure rather than a return value because the decoded struct borrows the
+    /// decoder's scratch buffer and tape, which are recycled as soon as `f` returns.
+    pub fn metric<R>(
+        &mut self,
+        payload: &[u8],
+        f: impl FnOnce(Result<Metric<'_, '_>, DecodeError>) -> R,
+    ) -> R {
+        self.with_tape(payload, |root| f(root.and_then(Metric::from_json)))
+    }
+
+    /// Decodes an alarm state transition and hands it (or the reason) to `f`.
+    pub fn alarm<R>(
+        &mut self,
+        payload: &[u8],
+        f: impl FnOnce(Result<AlarmTransition<'_, '_>, DecodeError>) -> R,
+    ) -> R {
+        self.with_tape(payload, |root| f(root.and_then(AlarmTransition::from_json)))
+    }
+
+    /// Parses `payload` into the reused tape and calls `f` with the root value.
+    fn with_tape<R>(
+        &mut self,
+        payload: &[u8],
+        f: impl FnOnce(Result<Json<'_, '_>, DecodeError>) -> R,
+    ) -> R {
+        if payload.len() > self.max_message_bytes {
+            return f(Err(DecodeError::TooLarge {
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            }));
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(payload);
+        self.scratch
+            .resize(payload.len() + simd_json::INPUT_PADDING, 0);
+        let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(|| Tape(Vec::new())).reset();
+        let parsed = simd_json::fill_tape_padded(
+            &mut self.scratch,
+            payload.len(),
+            &mut self.buffers,
+            &mut tape,
+        );
+        let out = match parsed {
+            Ok(()) => match tape.0.first() {
+                Some(_) => f(Ok(Json::new(&tape.0))),
+                None => f(Err(DecodeError::InvalidJson {
+                    at: 0,
+                    what: "empty document",
+                })),
+            },
+            Err(e) => f(Err(map_parse_error(&e))),
+        };
+        self.tape = Some(tape.reset());
+        out
+    }
+}
+
+fn map_parse_error(e: &simd_json::Error) -> DecodeError {
+    use simd_json::ErrorType as E;
+    let at = e.index();
+    let what = match e.error() {
+        E::InvalidUtf8 => return DecodeError::InvalidUtf8 { at },
+        E::Eof => "unexpected end of input",
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
+            "invalid string escape"
+        }
+        E::InvalidNumber | E::InvalidExponent => "invalid number",
+        E::ExpectedObjectColon => "expected `:`",
+        E::ExpectedMapComma | E::ExpectedArrayComma => "expected `,`",
+        E::KeyMustBeAString | E::BadKeyType => "object key must be a string",
+        E::NoStructure => "no JSON value",
+        E::InputTooLarge => "input too large",
+        _ => "syntax error",
+    };
+    DecodeError::InvalidJson { at, what }
+}
+
+/// Reads a number that may also arrive as a numeric string, as the Monasca API and the
+/// Python persister allow.
+fn number_f64(field: &'static str, v: Json<'_, '_>) -> Result<f64, DecodeError> {
+    match v.node() {
+        Node::Static(StaticNode::F64(f)) => Ok(f),
+        Node::Static(StaticNode::I64(i)) => Ok(i as f64),
+        Node::Static(StaticNode::U64(u)) => Ok(u as f64),
+        Node::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| DecodeError::NotANumber { field }),
+        Node::Static(StaticNode::Null) => Err(DecodeError::Missing { field }),
+        _ => Err(DecodeError::WrongType {
+            field,
+            expected: "a number or a numeric string",
+        }),
+    }
+}
+
+/// A millisecond timestamp: integer, float (truncated toward zero) or numeric string.
+fn timestamp_ms(field: &'static str, v: Json<'_, '_>) -> Result<i64, DecodeError> {
+    let from_float = |f: f64| {
+        // `as` saturates; reject instead of silently clamping to the range's end.
+        if f.is_finite() && f > -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+            Ok(f.trunc() as i64)
+        } else {
+            Err(DecodeError::OutOfRange { field })
+        }
+    };
+    match v.node() {
+        Node::Static(StaticNode::I64(i)) => Ok(i),
+        Node::Static(StaticNode::U64(u)) => {
+            i64::try_from(u).map_err(|_| DecodeError::OutOfRange { field })
+        }
+        Node::Static(StaticNode::F64(f)) => from_float(f),
+        Node::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => Ok(i),
+                Err(_) => from_float(
+                    s.parse::<f64>()
+                        .map_err(|_| DecodeError::NotANumber { field })?,
+                ),
+            }
+        }
+        Node::Static(StaticNode::Null) => Err(DecodeError::Missing { field }),
+        _ => Err(DecodeError::WrongType {
+            field,
+            expected: "a number or a numeric string",
+        }),
+    }
+}
+
+/// A required string.
+fn string<'a>(field: &'static str, v: Option<Json<'_, 'a>>) -> Result<&'a str, DecodeError> {
+    match v.map(|v| v.node()) {
+        Some(Node::String(s)) => Ok(s),
+        None | Some(Node::Static(StaticNode::Null)) => Err(DecodeError::Missing { field }),
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+/// An optional string: absent and null both mean "".
+fn opt_string<'a>(field: &'static str, v: Option<Json<'_, 'a>>) -> Result<&'a str, DecodeError> {
+    match v.map(|v| v.node()) {
+        None | Some(Node::Static(StaticNode::Null)) => Ok(""),
+        Some(Node::String(s)) => Ok(s),
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            expected: "a string or null",
+        }),
+    }
+}
+
+/// A required value of any type (but not null).
+fn required<'t, 'a>(
+    field: &'static str,
+    v: Option<Json<'t, 'a>>,
+) -> Result<Json<'t, 'a>, DecodeError> {
+    match v {
+        Some(v) if !v.is_null() => Ok(v),
+        _ => Err(DecodeError::Missing { field }),
+    }
+}
+
+/// The object under `field`, or an error naming it.
+fn object<'t, 'a>(
+    field: &'static str,
+    v: Option<Json<'t, 'a>>,
+) -> Result<Json<'t, 'a>, DecodeError> {
+    let v = required(field, v)?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(DecodeError::WrongType {
+            field,
+            expected: "an object",
+        })
+    }
+}
