@@ -86,3 +86,59 @@ impl Default for Converter {
         Self::new(Policy::Reject, crate::decode::DEFAULT_MAX_MESSAGE_BYTES)
     }
 }
+
+/// Helpers for the unit tests of every module: one message in, its line (or rejection) out.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn convert_with(kind: Kind, policy: Policy, json: &str) -> Result<String, Reject> {
+        let mut c = Converter::new(policy, crate::decode::DEFAULT_MAX_MESSAGE_BYTES);
+        let mut out = BytesMut::new();
+        c.convert(kind, json.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out.to_vec()).expect("encoder wrote UTF-8"))
+    }
+
+    /// The line for a metric message under the default (reject) policy.
+    pub fn metric(json: &str) -> Result<String, Reject> {
+        convert_with(Kind::Metrics, Policy::Reject, json)
+    }
+
+    /// A metric message with the given name and dimensions (a JSON object text).
+    pub fn metric_json(name: &str, dims: &str) -> String {
+        format!(
+            r#"{{"metric":{{"name":{name},"dimensions":{dims},"timestamp":1000,"value":1.5}},"meta":{{"tenantId":"t","region":"r"}}}}"#
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn reason_labels_are_distinct_per_variant() {
+        let bad_json = metric("{").unwrap_err();
+        let missing = metric(r#"{"meta":{}}"#).unwrap_err();
+        let nan = metric(
+            r#"{"metric":{"name":"m","timestamp":1,"value":"NaN"},"meta":{"tenantId":"t","region":"r"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(bad_json.reason(), "invalid_json");
+        assert_eq!(missing.reason(), "missing_field");
+        assert_eq!(nan.reason(), "non_finite");
+    }
+
+    #[test]
+    fn converter_is_reusable_after_a_rejection() {
+        let mut c = Converter::default();
+        let mut out = BytesMut::new();
+        let good = metric_json(r#""m""#, r#"{"a":"b"}"#);
+        assert!(c.convert(Kind::Metrics, b"{not json", &mut out).is_err());
+        assert!(out.is_empty());
+        c.convert(Kind::Metrics, good.as_bytes(), &mut out).unwrap();
+        c.convert(Kind::Metrics, good.as_bytes(), &mut out).unwrap();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+}

@@ -263,3 +263,266 @@ fn object<'t, 'a>(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric<T>(json: &str, f: impl FnOnce(&Metric<'_, '_>) -> T) -> Result<T, DecodeError> {
+        Decoder::default().metric(json.as_bytes(), |m| m.map(|m| f(&m)))
+    }
+
+    fn envelope(metric_fields: &str) -> String {
+        format!(
+            r#"{{"metric":{{{metric_fields}}},"meta":{{"tenantId":"t","region":"r"}},"creation_time":1}}"#
+        )
+    }
+
+    #[test]
+    fn integer_timestamp() {
+        let ts = metric(
+            &envelope(r#""name":"m","timestamp":1554725987408,"value":1"#),
+            |m| m.timestamp_ms,
+        );
+        assert_eq!(ts, Ok(1554725987408));
+    }
+
+    #[test]
+    fn float_timestamp_truncates_toward_zero() {
+        let ts = metric(
+            &envelope(r#""name":"m","timestamp":1554725987408.9,"value":1"#),
+            |m| m.timestamp_ms,
+        );
+        assert_eq!(ts, Ok(1554725987408));
+        let neg = metric(&envelope(r#""name":"m","timestamp":-1.9,"value":1"#), |m| {
+            m.timestamp_ms
+        });
+        assert_eq!(neg, Ok(-1));
+    }
+
+    #[test]
+    fn numeric_string_timestamp_and_value() {
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":"1554725987408.5","value":"7.25""#),
+            |m| (m.timestamp_ms, m.value),
+        );
+        assert_eq!(got, Ok((1554725987408, 7.25)));
+    }
+
+    #[test]
+    fn non_numeric_string_value_is_rejected_by_name() {
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":1,"value":"seven""#),
+            |_| (),
+        );
+        assert_eq!(
+            got,
+            Err(DecodeError::NotANumber {
+                field: "metric.value"
+            })
+        );
+    }
+
+    #[test]
+    fn timestamp_out_of_range_is_rejected() {
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":1e300,"value":1"#),
+            |_| (),
+        );
+        assert_eq!(
+            got,
+            Err(DecodeError::OutOfRange {
+                field: "metric.timestamp"
+            })
+        );
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":18446744073709551615,"value":1"#),
+            |_| (),
+        );
+        assert_eq!(
+            got,
+            Err(DecodeError::OutOfRange {
+                field: "metric.timestamp"
+            })
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for (fields, missing) in [
+            (r#""timestamp":1,"value":1"#, "metric.name"),
+            (r#""name":"m","value":1"#, "metric.timestamp"),
+            (r#""name":"m","timestamp":1"#, "metric.value"),
+            (r#""name":null,"timestamp":1,"value":1"#, "metric.name"),
+            (r#""name":"m","timestamp":1,"value":null"#, "metric.value"),
+        ] {
+            assert_eq!(
+                metric(&envelope(fields), |_| ()),
+                Err(DecodeError::Missing { field: missing }),
+                "{fields}"
+            );
+        }
+        let no_region =
+            r#"{"metric":{"name":"m","timestamp":1,"value":1},"meta":{"tenantId":"t"}}"#;
+        assert_eq!(
+            metric(no_region, |_| ()),
+            Err(DecodeError::Missing {
+                field: "meta.region"
+            })
+        );
+        let no_meta = r#"{"metric":{"name":"m","timestamp":1,"value":1}}"#;
+        assert_eq!(
+            metric(no_meta, |_| ()),
+            Err(DecodeError::Missing { field: "meta" })
+        );
+    }
+
+    #[test]
+    fn ill_typed_fields_are_named() {
+        let got = metric(&envelope(r#""name":5,"timestamp":1,"value":1"#), |_| ());
+        assert!(matches!(
+            got,
+            Err(DecodeError::WrongType {
+                field: "metric.name",
+                ..
+            })
+        ));
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":1,"value":true"#),
+            |_| (),
+        );
+        assert!(matches!(
+            got,
+            Err(DecodeError::WrongType {
+                field: "metric.value",
+                ..
+            })
+        ));
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":1}"#),
+            |_| (),
+        );
+        assert!(matches!(
+            got,
+            Err(DecodeError::WrongType {
+                field: "metric.dimensions",
+                ..
+            })
+        ));
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":1,"value":1,"value_meta":"x""#),
+            |_| (),
+        );
+        assert!(matches!(
+            got,
+            Err(DecodeError::WrongType {
+                field: "metric.value_meta",
+                ..
+            })
+        ));
+        let got = metric("[1,2]", |_| ());
+        assert!(matches!(
+            got,
+            Err(DecodeError::WrongType {
+                field: "message",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn absent_null_and_empty_optionals() {
+        for fields in [
+            r#""name":"m","timestamp":1,"value":1"#,
+            r#""name":"m","timestamp":1,"value":1,"dimensions":null,"value_meta":null"#,
+            r#""name":"m","timestamp":1,"value":1,"dimensions":{},"value_meta":{}"#,
+        ] {
+            let got = metric(&envelope(fields), |m| {
+                (
+                    m.dimensions.len(),
+                    m.value_meta.is_none_or(|v| v.is_empty_container()),
+                )
+            });
+            assert_eq!(got, Ok((0, true)), "{fields}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let got = metric(
+            &envelope(r#""name":"m","x":[1,{"y":2}],"timestamp":1,"value":1,"extra":{"a":"b"}"#),
+            |m| m.name.to_owned(),
+        );
+        assert_eq!(got, Ok("m".to_owned()));
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped_in_place() {
+        let got = metric(
+            &envelope(r#""name":"a\"b\\c\u00e9\n","timestamp":1,"value":1"#),
+            |m| m.name.to_owned(),
+        );
+        assert_eq!(got, Ok("a\"b\\c\u{e9}\n".to_owned()));
+    }
+
+    #[test]
+    fn invalid_json_is_rejected_with_position() {
+        assert!(matches!(
+            metric("{\"metric\":", |_| ()),
+            Err(DecodeError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            metric("", |_| ()),
+            Err(DecodeError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            metric("{} {}", |_| ()),
+            Err(DecodeError::InvalidJson { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let mut bytes = envelope(r#""name":"mXX","timestamp":1,"value":1"#).into_bytes();
+        let at = bytes.windows(2).position(|w| w == b"XX").unwrap();
+        bytes[at] = 0xff;
+        let got = Decoder::default().metric(&bytes, |m| m.map(|_| ()));
+        assert!(
+            matches!(got, Err(DecodeError::InvalidUtf8 { .. })),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn too_large_message_is_rejected_before_parsing() {
+        let json = envelope(r#""name":"m","timestamp":1,"value":1"#);
+        let got = Decoder::new(10).metric(json.as_bytes(), |m| m.map(|_| ()));
+        assert_eq!(
+            got,
+            Err(DecodeError::TooLarge {
+                size: json.len(),
+                limit: 10
+            })
+        );
+    }
+
+    #[test]
+    fn alarm_required_fields_are_named() {
+        let got = Decoder::default().alarm(br#"{"alarm-transitioned":{"tenantId":"t"}}"#, |a| {
+            a.map(|_| ())
+        });
+        assert_eq!(
+            got,
+            Err(DecodeError::Missing {
+                field: "alarm-transitioned.alarmId"
+            })
+        );
+        let got = Decoder::default().alarm(br#"{"other":{}}"#, |a| a.map(|_| ()));
+        assert_eq!(
+            got,
+            Err(DecodeError::Missing {
+                field: "alarm-transitioned"
+            })
+        );
+    }
+}

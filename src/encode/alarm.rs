@@ -3,8 +3,8 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{
-    EncodeError, Encoded, Encoder, Place, Problem, check_series_key, json_text, string_field, tag,
-    timestamp, whole_line,
+    EncodeError, Encoded, Encoder, Place, Problem, check_series_key, json_text, kept_len,
+    string_field, tag, timestamp, whole_line,
 };
 use crate::decode::AlarmTransition;
 
@@ -29,7 +29,8 @@ impl Encoder {
         a: &AlarmTransition<'_, '_>,
         out: &mut BytesMut,
     ) -> Result<Encoded, EncodeError> {
-        if a.tenant_id.is_empty() {
+        // The tenant tag is the point's owner: never dropped, even when sanitizing empties it.
+        if kept_len(a.tenant_id, self.policy) == 0 {
             return Err(EncodeError::Unrepresentable {
                 place: Place::Tenant,
                 problem: Problem::Empty,
@@ -40,13 +41,6 @@ impl Encoder {
             let edits = tag(out, "tenant_id", a.tenant_id, self.policy, |_| {
                 Place::Tenant
             })?;
-            if out.len() - start == ALARM_MEASUREMENT.len() {
-                // Sanitizing left nothing of the tenant: the point would belong to nobody.
-                return Err(EncodeError::Unrepresentable {
-                    place: Place::Tenant,
-                    problem: Problem::Empty,
-                });
-            }
             check_series_key(out, start)?;
             out.put_u8(b' ');
             str_field(out, "tenant_id", a.tenant_id);
@@ -86,4 +80,69 @@ fn str_field(out: &mut BytesMut, key: &str, value: &str) {
     out.extend_from_slice(b"=\"");
     string_field(out, value);
     out.put_u8(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Kind;
+    use crate::Policy;
+    use crate::convert::testing::convert_with;
+
+    fn alarm(body: &str) -> String {
+        let json = format!(
+            r#"{{"alarm-transitioned":{{"tenantId":"t1","alarmId":"a1","metrics":[{{"id":null,"name":"cpu"}}],"oldState":"OK","newState":"ALARM","stateChangeReason":"r","timestamp":5{body}}}}}"#
+        );
+        convert_with(Kind::Alarms, Policy::Reject, &json).unwrap()
+    }
+
+    #[test]
+    fn fields_in_python_persister_order() {
+        assert_eq!(
+            alarm(""),
+            "alarm_state_history,tenant_id=t1 tenant_id=\"t1\",alarm_id=\"a1\",metrics=\"[{\\\"id\\\":null,\\\"name\\\":\\\"cpu\\\"}]\",new_state=\"ALARM\",old_state=\"OK\",link=\"\",lifecycle_state=\"\",reason=\"r\",reason_data=\"{}\",sub_alarms=\"[]\" 5\n"
+        );
+    }
+
+    #[test]
+    fn null_link_and_lifecycle_state_are_empty_strings() {
+        let line = alarm(r#","link":null,"lifecycleState":null"#);
+        assert!(line.contains(r#"link="",lifecycle_state="""#), "{line}");
+        let line = alarm(r#","link":"http://x","lifecycleState":"OPEN""#);
+        assert!(
+            line.contains(r#"link="http://x",lifecycle_state="OPEN""#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn sub_alarm_keys_are_renamed_at_any_depth_but_not_in_values() {
+        let line = alarm(
+            r#","subAlarms":[{"subAlarmExpression":{"metricDefinition":{"name":"subAlarmState"}},"subAlarmState":"OK","currentValues":[1.5],"other":{"nested":[{"currentValues":"subAlarmExpression"}]}}]"#,
+        );
+        let expected = r#"sub_alarms="[{\"sub_alarm_expression\":{\"metric_definition\":{\"name\":\"subAlarmState\"}},\"sub_alarm_state\":\"OK\",\"current_values\":[1.5],\"other\":{\"nested\":[{\"current_values\":\"subAlarmExpression\"}]}}]""#;
+        assert!(line.contains(expected), "{line}");
+    }
+
+    #[test]
+    fn empty_or_null_sub_alarms_are_an_empty_list() {
+        for s in [
+            r#","subAlarms":[]"#,
+            r#","subAlarms":null"#,
+            r#","subAlarms":{}"#,
+        ] {
+            assert!(alarm(s).contains(r#"sub_alarms="[]""#), "{s}");
+        }
+    }
+
+    #[test]
+    fn reason_keeps_newlines_and_escapes_quotes() {
+        let line = alarm(r#","stateChangeReason":"a \"b\"\nc \\ d""#);
+        assert!(line.contains("reason=\"a \\\"b\\\"\nc \\\\ d\""), "{line}");
+    }
+
+    #[test]
+    fn numeric_string_timestamp() {
+        let line = alarm(r#","timestamp":"1554725987408.7""#);
+        assert!(line.ends_with(" 1554725987408\n"), "{line}");
+    }
 }

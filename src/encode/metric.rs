@@ -4,8 +4,8 @@ use bytes::{BufMut, BytesMut};
 use smallvec::SmallVec;
 
 use super::{
-    EncodeError, Encoded, Encoder, Ident, Place, check_series_key, ident, json_text, tag,
-    timestamp, whole_line,
+    EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
+    kept_len, tag, timestamp, whole_line,
 };
 use crate::decode::Metric;
 
@@ -44,14 +44,14 @@ impl Encoder {
                 // envelope's. They must be written as they are: dropping an empty tenant
                 // would put the point in no tenant's series.
                 let own = k == TENANT_TAG || k == REGION_TAG;
-                if own && v.is_empty() {
+                if own && kept_len(v, policy) == 0 {
                     return Err(EncodeError::Unrepresentable {
                         place: if k == TENANT_TAG {
                             Place::Tenant
                         } else {
                             Place::Region
                         },
-                        problem: super::Problem::Empty,
+                        problem: Problem::Empty,
                     });
                 }
                 edits += tag(out, k, v, policy, |is_key| match (own, is_key, k) {

@@ -13,6 +13,8 @@
 //!   parser only looks at the byte before a delimiter; after an odd run of backslashes the two
 //!   disagree about a following space, which can let a later `"` swallow the next line. Such
 //!   an identifier is not written;
+//! - 1.6 unescapes a measurement twice when indexing it: one with a backslash right before
+//!   `,`, `=` or a space is stored under a name that queries never find, so it is not written;
 //! - a line starting with `#` is a comment and one starting with a tab or NUL is trimmed, so
 //!   such measurements cannot be written;
 //! - string fields escape `"` and `\` and keep newlines as they are.
@@ -32,8 +34,9 @@ pub enum Policy {
     #[default]
     Reject,
     /// Alter the string so it can be stored and count the alteration: line breaks become
-    /// spaces, trailing backslashes are removed, a space after an odd run of backslashes and a
-    /// leading `#`, tab or NUL of a measurement become `_`, and dimensions with an empty key are
+    /// spaces, trailing backslashes are removed, a space after an odd run of backslashes, a
+    /// measurement's `,` `=` or space right after a backslash and a measurement's leading `#`,
+    /// tab or NUL become `_`, and dimensions with an empty key are
     /// dropped. Non-finite values and over-long series keys are still rejected.
     Sanitize,
 }
@@ -103,6 +106,8 @@ pub enum Problem {
     TrailingBackslash,
     /// A space follows an odd number of backslashes.
     BackslashBeforeSpace,
+    /// A measurement has a backslash right before `,`, `=` or a space.
+    BackslashBeforeSeparator,
     /// A measurement starting with `#` (a comment line) or tab/NUL (trimmed by InfluxDB).
     BadFirstCharacter,
 }
@@ -114,6 +119,7 @@ impl fmt::Display for Problem {
             Problem::LineBreak => "contains a line break",
             Problem::TrailingBackslash => "ends with a backslash",
             Problem::BackslashBeforeSpace => "has a backslash before a space",
+            Problem::BackslashBeforeSeparator => "has a backslash before ',', '=' or a space",
             Problem::BadFirstCharacter => "starts with '#', tab or NUL",
         })
     }
@@ -202,7 +208,10 @@ fn ident(out: &mut BytesMut, s: &str, kind: Ident, policy: Policy) -> Result<u32
             backslashes += 1;
             continue;
         }
-        if c == b' ' && backslashes % 2 == 1 {
+        if kind == Ident::Measurement && backslashes > 0 && matches!(c, b',' | b'=' | b' ') {
+            fix(&mut edits, Problem::BackslashBeforeSeparator)?;
+            c = b'_';
+        } else if c == b' ' && backslashes % 2 == 1 {
             fix(&mut edits, Problem::BackslashBeforeSpace)?;
             c = b'_';
         }
@@ -300,4 +309,320 @@ fn whole_line<T>(
         out.truncate(start);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Kind;
+    use crate::convert::Reject;
+    use crate::convert::testing::{convert_with, metric, metric_json};
+
+    fn ident_of(s: &str, kind: Ident, policy: Policy) -> Result<(String, u32), Problem> {
+        let mut out = BytesMut::new();
+        let edits = ident(&mut out, s, kind, policy)?;
+        Ok((String::from_utf8(out.to_vec()).unwrap(), edits))
+    }
+
+    fn tag_ok(s: &str) -> String {
+        ident_of(s, Ident::Tag, Policy::Reject).unwrap().0
+    }
+
+    fn unrepresentable(r: Result<String, Reject>) -> (Place, Problem) {
+        match r {
+            Err(Reject::Encode(EncodeError::Unrepresentable { place, problem })) => {
+                (place, problem)
+            }
+            other => panic!("expected unrepresentable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn comma_space_and_equals_are_escaped_in_identifiers() {
+        assert_eq!(tag_ok("a,b c=d"), r"a\,b\ c\=d");
+        assert_eq!(
+            ident_of("m e=a,s", Ident::Measurement, Policy::Reject)
+                .unwrap()
+                .0,
+            r"m\ e\=a\,s"
+        );
+    }
+
+    #[test]
+    fn backslashes_are_not_doubled_in_identifiers() {
+        assert_eq!(tag_ok(r"a\b\c"), r"a\b\c");
+        assert_eq!(tag_ok(r"a\,b"), r"a\\,b");
+        assert_eq!(tag_ok(r"a\=b"), r"a\\=b");
+        assert_eq!(tag_ok(r"a\\ b"), r"a\\\ b");
+    }
+
+    #[test]
+    fn quotes_tabs_and_unicode_pass_through_identifiers() {
+        assert_eq!(tag_ok("a\"b\tc\u{e9}\u{1F600}"), "a\"b\tc\u{e9}\u{1F600}");
+    }
+
+    #[test]
+    fn trailing_backslash_is_rejected() {
+        assert_eq!(
+            ident_of(r"ab\", Ident::Tag, Policy::Reject),
+            Err(Problem::TrailingBackslash)
+        );
+        assert_eq!(
+            ident_of(r"ab\\", Ident::Tag, Policy::Reject),
+            Err(Problem::TrailingBackslash)
+        );
+    }
+
+    #[test]
+    fn trailing_backslash_is_stripped_when_sanitizing() {
+        assert_eq!(
+            ident_of(r"ab\\", Ident::Tag, Policy::Sanitize),
+            Ok(("ab".into(), 1))
+        );
+    }
+
+    #[test]
+    fn newline_and_carriage_return_are_rejected_in_identifiers() {
+        assert_eq!(
+            ident_of("a\nb", Ident::Tag, Policy::Reject),
+            Err(Problem::LineBreak)
+        );
+        assert_eq!(
+            ident_of("a\rb", Ident::Measurement, Policy::Reject),
+            Err(Problem::LineBreak)
+        );
+    }
+
+    #[test]
+    fn newline_becomes_escaped_space_when_sanitizing() {
+        assert_eq!(
+            ident_of("a\nb\r", Ident::Tag, Policy::Sanitize),
+            Ok((r"a\ b\ ".into(), 2))
+        );
+    }
+
+    #[test]
+    fn odd_backslash_run_before_space_is_rejected() {
+        assert_eq!(
+            ident_of(r"a\ b", Ident::Tag, Policy::Reject),
+            Err(Problem::BackslashBeforeSpace)
+        );
+        assert_eq!(
+            ident_of(r"a\\\ b", Ident::Tag, Policy::Reject),
+            Err(Problem::BackslashBeforeSpace)
+        );
+        assert_eq!(
+            ident_of(r"a\ b", Ident::Tag, Policy::Sanitize),
+            Ok((r"a\_b".into(), 1))
+        );
+    }
+
+    #[test]
+    fn measurement_starting_with_hash_tab_or_nul_is_rejected() {
+        for m in ["#m", "\tm", "\0m"] {
+            assert_eq!(
+                ident_of(m, Ident::Measurement, Policy::Reject),
+                Err(Problem::BadFirstCharacter)
+            );
+            assert_eq!(
+                ident_of(m, Ident::Measurement, Policy::Sanitize).unwrap().0,
+                "_m"
+            );
+        }
+        // Only the first byte matters, and only for measurements.
+        assert_eq!(tag_ok("#m"), "#m");
+        assert_eq!(
+            ident_of("m#", Ident::Measurement, Policy::Reject)
+                .unwrap()
+                .0,
+            "m#"
+        );
+    }
+
+    #[test]
+    fn measurement_with_backslash_before_separator_is_rejected() {
+        for m in [r"a\,b", r"a\=b", r"a\\ b", r"a\\,b"] {
+            assert_eq!(
+                ident_of(m, Ident::Measurement, Policy::Reject),
+                Err(Problem::BackslashBeforeSeparator),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            ident_of(r"a\,b", Ident::Measurement, Policy::Sanitize),
+            Ok((r"a\_b".into(), 1))
+        );
+        assert_eq!(
+            ident_of(r"a\b", Ident::Measurement, Policy::Reject),
+            Ok((r"a\b".into(), 0))
+        );
+    }
+
+    #[test]
+    fn measurement_starting_with_space_is_escaped() {
+        assert_eq!(
+            ident_of(" m", Ident::Measurement, Policy::Reject)
+                .unwrap()
+                .0,
+            r"\ m"
+        );
+    }
+
+    #[test]
+    fn string_field_escapes_quote_and_backslash_only() {
+        let mut out = BytesMut::new();
+        string_field(&mut out, "a\"b\\c\nd,e=f g\u{e9}");
+        assert_eq!(&out[..], "a\\\"b\\\\c\nd,e=f g\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn line_shape_with_sorted_tags() {
+        let line = metric(&metric_json(
+            r#""cpu.idle_perc""#,
+            r#"{"service":"monitoring","hostname":"devstack"}"#,
+        ));
+        assert_eq!(
+            line.unwrap(),
+            "cpu.idle_perc,_region=r,_tenant_id=t,hostname=devstack,service=monitoring value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn tenant_dimension_cannot_spoof_the_envelope_tenant() {
+        let line = metric(&metric_json(
+            r#""m""#,
+            r#"{"_tenant_id":"victim","_region":"other","a":"b"}"#,
+        ));
+        assert_eq!(
+            line.unwrap(),
+            "m,_region=r,_tenant_id=t,a=b value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn empty_tenant_is_rejected_not_dropped() {
+        let json = r#"{"metric":{"name":"m","timestamp":1,"value":1},"meta":{"tenantId":"","region":"r"}}"#;
+        assert_eq!(
+            unrepresentable(metric(json)),
+            (Place::Tenant, Problem::Empty)
+        );
+    }
+
+    #[test]
+    fn duplicate_dimension_keeps_the_last_value() {
+        let line = metric(&metric_json(
+            r#""m""#,
+            r#"{"a":"first","b":"x","a":"last"}"#,
+        ));
+        assert_eq!(
+            line.unwrap(),
+            "m,_region=r,_tenant_id=t,a=last,b=x value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn empty_dimension_value_is_dropped() {
+        let line = metric(&metric_json(r#""m""#, r#"{"a":"","b":"x","c":null}"#));
+        assert_eq!(
+            line.unwrap(),
+            "m,_region=r,_tenant_id=t,b=x value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn empty_dimension_key_is_rejected_or_dropped_when_sanitizing() {
+        let json = metric_json(r#""m""#, r#"{"":"v","b":"x"}"#);
+        assert_eq!(
+            unrepresentable(metric(&json)),
+            (Place::DimensionKey(String::new()), Problem::Empty)
+        );
+        let line = convert_with(Kind::Metrics, Policy::Sanitize, &json).unwrap();
+        assert_eq!(
+            line,
+            "m,_region=r,_tenant_id=t,b=x value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn newline_in_dimension_value_cannot_inject_a_line() {
+        let json = metric_json(r#""m""#, r#"{"a":"x\nevil,_tenant_id=victim value=1 1"}"#);
+        assert_eq!(
+            unrepresentable(metric(&json)),
+            (Place::DimensionValue("a".into()), Problem::LineBreak)
+        );
+        let line = convert_with(Kind::Metrics, Policy::Sanitize, &json).unwrap();
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(
+            line.starts_with(
+                r"m,_region=r,_tenant_id=t,a=x\ evil\,_tenant_id\=victim\ value\=1\ 1 "
+            )
+        );
+    }
+
+    #[test]
+    fn trailing_backslash_in_dimension_value_names_the_dimension() {
+        let json = metric_json(r#""m""#, r#"{"host":"c:\\"}"#);
+        assert_eq!(
+            unrepresentable(metric(&json)),
+            (
+                Place::DimensionValue("host".into()),
+                Problem::TrailingBackslash
+            )
+        );
+    }
+
+    #[test]
+    fn non_finite_value_is_rejected() {
+        for v in [r#""NaN""#, r#""inf""#, r#""-Infinity""#] {
+            let json = format!(
+                r#"{{"metric":{{"name":"m","timestamp":1,"value":{v}}},"meta":{{"tenantId":"t","region":"r"}}}}"#
+            );
+            assert!(
+                matches!(
+                    metric(&json),
+                    Err(Reject::Encode(EncodeError::NonFinite(_)))
+                ),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn value_is_always_a_float_field() {
+        let json = r#"{"metric":{"name":"m","timestamp":1,"value":7},"meta":{"tenantId":"t","region":"r"}}"#;
+        assert!(metric(json).unwrap().contains(" value=7.0,"));
+        let json = r#"{"metric":{"name":"m","timestamp":1,"value":1e20},"meta":{"tenantId":"t","region":"r"}}"#;
+        assert!(metric(json).unwrap().contains(" value=1e20,"));
+    }
+
+    #[test]
+    fn series_key_over_the_limit_is_rejected() {
+        let long = "x".repeat(MAX_SERIES_KEY);
+        let json = metric_json(r#""m""#, &format!(r#"{{"a":"{long}"}}"#));
+        assert!(matches!(
+            metric(&json),
+            Err(Reject::Encode(EncodeError::SeriesKeyTooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn value_meta_is_json_text_escaped_for_a_string_field() {
+        let json = r#"{"metric":{"name":"m","timestamp":1,"value":1,"value_meta":{"msg":"a \"q\" \\ b\nc","n":[1,-2,2.5,true,null]}},"meta":{"tenantId":"t","region":"r"}}"#;
+        let line = metric(json).unwrap();
+        assert!(
+            line.contains(
+                r#"value_meta="{\"msg\":\"a \\\"q\\\" \\\\ b\\nc\",\"n\":[1,-2,2.5,true,null]}" "#
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn rejected_message_leaves_the_buffer_untouched() {
+        let mut c = crate::Converter::default();
+        let mut out = BytesMut::from(&b"previous line\n"[..]);
+        let bad = metric_json(r#""m""#, r#"{"a":"ok","z":"bad\\"}"#);
+        assert!(c.convert(Kind::Metrics, bad.as_bytes(), &mut out).is_err());
+        assert_eq!(&out[..], b"previous line\n");
+    }
 }
