@@ -4,8 +4,12 @@ use smallvec::SmallVec;
 
 use super::{DecodeError, Json, number_f64, object, string, timestamp_ms};
 
-/// Dimensions as they appear in the message: unsorted, duplicates included. Inline capacity
-/// covers Monasca's usual 3–8 dimensions with room to spare, so they stay on the stack.
+/// Tag keys the envelope owns (`meta.tenantId`, `meta.region`).
+pub const TENANT_TAG: &str = "_tenant_id";
+pub const REGION_TAG: &str = "_region";
+
+/// Dimensions sorted by key (byte order), one entry per key. Inline capacity covers Monasca's
+/// usual 3–8 dimensions with room to spare, so they stay on the stack.
 pub type Dimensions<'a> = SmallVec<[(&'a str, &'a str); 16]>;
 
 /// A decoded metric message. Strings borrow from the decoder's scratch buffer.
@@ -13,8 +17,10 @@ pub type Dimensions<'a> = SmallVec<[(&'a str, &'a str); 16]>;
 pub struct Metric<'t, 'a> {
     /// `metric.name`: the measurement.
     pub name: &'a str,
-    /// `metric.dimensions`: become tags; empty when absent or null. A dimension whose value
-    /// is null is left out here.
+    /// `metric.dimensions`, sorted by key. Where a key repeats, the last value wins, as for
+    /// any JSON object; a null value counts as "" (no tag). Dimensions named `_tenant_id` or
+    /// `_region` are left out: those tags come from `meta` only, so no tenant can write into
+    /// another tenant's series.
     pub dimensions: Dimensions<'a>,
     /// `metric.timestamp` in milliseconds, fractions truncated toward zero.
     pub timestamp_ms: i64,
@@ -94,15 +100,18 @@ impl<'t, 'a> Metric<'t, 'a> {
                 });
             }
             for (k, v) in d.entries() {
-                match v.as_str() {
-                    Some(s) => dimensions.push((k, s)),
-                    None if v.is_null() => {}
+                let value = match v.as_str() {
+                    Some(s) => s,
+                    None if v.is_null() => "",
                     None => {
                         return Err(DecodeError::WrongType {
                             field: "metric.dimensions",
                             expected: "an object whose values are strings",
                         });
                     }
+                };
+                if k != TENANT_TAG && k != REGION_TAG {
+                    insert_sorted(&mut dimensions, k, value);
                 }
             }
         }
@@ -125,5 +134,19 @@ impl<'t, 'a> Metric<'t, 'a> {
             tenant_id: string("meta.tenantId", tenant)?,
             region: string("meta.region", region)?,
         })
+    }
+}
+
+/// Inserts keeping `dims` sorted by key; a repeated key replaces the earlier value. Insertion
+/// from the end: a handful of entries, often already nearly in order, and no allocation.
+fn insert_sorted<'a>(dims: &mut Dimensions<'a>, key: &'a str, value: &'a str) {
+    let mut i = dims.len();
+    while i > 0 && dims[i - 1].0 > key {
+        i -= 1;
+    }
+    if i > 0 && dims[i - 1].0 == key {
+        dims[i - 1].1 = value;
+    } else {
+        dims.insert(i, (key, value));
     }
 }

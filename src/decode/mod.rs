@@ -12,7 +12,7 @@ mod metric;
 
 pub use alarm::AlarmTransition;
 pub use json::Json;
-pub use metric::{Dimensions, Metric};
+pub use metric::{Dimensions, Metric, REGION_TAG, TENANT_TAG};
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 

@@ -1,18 +1,12 @@
 //! Metric → `name,_region=…,_tenant_id=…,dims… value=…,value_meta="…" ts`.
 
 use bytes::{BufMut, BytesMut};
-use smallvec::SmallVec;
 
 use super::{
     EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
     kept_len, tag, timestamp, whole_line,
 };
-use crate::decode::Metric;
-
-/// Tag keys the envelope owns. A dimension with one of these names is ignored, so no tenant
-/// can write into another tenant's series.
-pub const TENANT_TAG: &str = "_tenant_id";
-pub const REGION_TAG: &str = "_region";
+use crate::decode::{Metric, REGION_TAG, TENANT_TAG};
 
 impl Encoder {
     /// Appends the metric's line to `out`, or appends nothing and says why not.
@@ -21,17 +15,11 @@ impl Encoder {
             return Err(EncodeError::NonFinite(m.value));
         }
         let policy = self.policy;
-        let mut tags: SmallVec<[(&str, &str); 18]> = SmallVec::new();
-        tags.extend(
-            m.dimensions
-                .iter()
-                .copied()
-                .filter(|(k, _)| *k != TENANT_TAG && *k != REGION_TAG),
-        );
-        tags.push((TENANT_TAG, m.tenant_id));
-        tags.push((REGION_TAG, m.region));
-        sort_keep_last(&mut tags);
-
+        // The envelope's tags, merged into the (sorted) dimensions at their sorted places.
+        let own = [
+            (REGION_TAG, m.region, Place::Region),
+            (TENANT_TAG, m.tenant_id, Place::Tenant),
+        ];
         whole_line(out, |out, start| {
             let mut edits = ident(out, m.name, Ident::Measurement, policy).map_err(|problem| {
                 EncodeError::Unrepresentable {
@@ -39,27 +27,31 @@ impl Encoder {
                     problem,
                 }
             })?;
-            for &(k, v) in &tags {
-                // Dimensions with these names were filtered out above, so these are the
-                // envelope's. They must be written as they are: dropping an empty tenant
-                // would put the point in no tenant's series.
-                let own = k == TENANT_TAG || k == REGION_TAG;
-                if own && kept_len(v, policy) == 0 {
+            let mut own_tags = own.iter().peekable();
+            let write_own = |out: &mut BytesMut, (k, v, place): &(&str, &str, Place)| {
+                // Never dropped: without its tenant the point would be in no tenant's series.
+                if kept_len(v, policy) == 0 {
                     return Err(EncodeError::Unrepresentable {
-                        place: if k == TENANT_TAG {
-                            Place::Tenant
-                        } else {
-                            Place::Region
-                        },
+                        place: place.clone(),
                         problem: Problem::Empty,
                     });
                 }
-                edits += tag(out, k, v, policy, |is_key| match (own, is_key, k) {
-                    (true, _, TENANT_TAG) => Place::Tenant,
-                    (true, _, _) => Place::Region,
-                    (false, true, _) => Place::DimensionKey(Place::key(k)),
-                    (false, false, _) => Place::DimensionValue(Place::key(k)),
+                tag(out, k, v, policy, |_| place.clone())
+            };
+            for &(k, v) in &m.dimensions {
+                while let Some(o) = own_tags.next_if(|o| o.0 < k) {
+                    edits += write_own(out, o)?;
+                }
+                edits += tag(out, k, v, policy, |is_key| {
+                    if is_key {
+                        Place::DimensionKey(Place::key(k))
+                    } else {
+                        Place::DimensionValue(Place::key(k))
+                    }
                 })?;
+            }
+            for o in own_tags {
+                edits += write_own(out, o)?;
             }
             check_series_key(out, start)?;
             out.extend_from_slice(b" value=");
@@ -74,26 +66,4 @@ impl Encoder {
             Ok(Encoded { sanitized: edits })
         })
     }
-}
-
-/// Sorts tags by key (byte order) and, where a key repeats, keeps the one that came last, as a
-/// JSON object with duplicate keys means. Insertion sort: there are a handful of tags, and
-/// this neither allocates nor reorders equal keys.
-fn sort_keep_last(tags: &mut SmallVec<[(&str, &str); 18]>) {
-    for i in 1..tags.len() {
-        let mut j = i;
-        while j > 0 && tags[j - 1].0 > tags[j].0 {
-            tags.swap(j - 1, j);
-            j -= 1;
-        }
-    }
-    let mut w = 0;
-    for r in 0..tags.len() {
-        if r + 1 < tags.len() && tags[r + 1].0 == tags[r].0 {
-            continue;
-        }
-        tags[w] = tags[r];
-        w += 1;
-    }
-    tags.truncate(w);
 }
