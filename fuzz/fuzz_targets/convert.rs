@@ -1,0 +1,27 @@
+//! The whole `convert` command over arbitrary input: the first byte picks the kind, the rest is
+//! split into lines. Every non-blank input line is either one output line or one `line N:`
+//! report, and the summary adds up.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use monasca_persister::cli::convert::run;
+use monasca_persister::{Converter, Kind, Policy};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, input)) = data.split_first() else { return };
+    let kind = if first & 1 == 0 { Kind::Metrics } else { Kind::Alarms };
+    let policy = if first & 2 == 0 { Policy::Reject } else { Policy::Sanitize };
+    let mut converter = Converter::new(policy, 1 << 16);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let summary = run(kind, &mut converter, input, &mut out, &mut err).expect("in-memory I/O");
+    let messages = input.split(|&b| b == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();
+    assert_eq!(summary.messages as usize, messages);
+    assert_eq!(summary.accepted + summary.rejected, summary.messages);
+    let err = String::from_utf8(err).expect("reports are UTF-8");
+    let reports = err.lines().filter(|l| l.starts_with("line ")).count();
+    assert_eq!(reports as u64, summary.rejected, "{err}");
+    if kind == Kind::Metrics {
+        // Metric lines never hold a raw newline, so lines out = messages accepted.
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count() as u64, summary.accepted);
+    }
+});
