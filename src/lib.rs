@@ -19,14 +19,21 @@
 //!     │     — or an EncodeError (a string InfluxDB cannot store, NaN, …)
 //!     ▼
 //!  convert  the two above as one per-message step; Reject = DecodeError | EncodeError
+//!     │
+//!     ▼
+//!  sink     batches of lines → InfluxDB (1.x /write or 2.x /api/v2/write) over pooled
+//!           hyper connections; every answer classified; retries until written or rejected
 //! ```
 //!
-//! Beside the flow: `cli` holds the operator commands (`convert`).
+//! Beside the flow: `secret` (redacted passwords/tokens), `cli` (operator commands:
+//! `convert`, `discard-sink`).
 
 pub mod cli;
 pub mod convert;
 pub mod decode;
 pub mod encode;
+pub mod secret;
+pub mod sink;
 
 pub use convert::{Converter, Kind, Reject};
 pub use encode::Policy;

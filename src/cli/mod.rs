@@ -2,3 +2,4 @@
 //! `main.rs` only parses arguments and picks one.
 
 pub mod convert;
+pub mod discard;

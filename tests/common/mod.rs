@@ -43,92 +43,126 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A throw-away `influxd` (InfluxDB 1.x). Killed and its data removed on drop.
+/// A throw-away `influxd` (InfluxDB 1.x). Killed and its data removed on drop; can be stopped
+/// and started again on the same data and ports.
 pub struct Influx {
-    child: Child,
+    child: Option<Child>,
     pub addr: String,
-    _dir: TempDir,
+    pub port: u16,
+    rpc: u16,
+    env: Vec<(String, String)>,
+    dir: TempDir,
+    /// Credentials `query` sends, once auth is on.
+    pub auth: Option<(String, String)>,
 }
 
 impl Influx {
     /// Starts `influxd` with extra `INFLUXDB_*` environment settings and waits for `/ping`.
+    /// Picks new ports and tries again if the server exits at once (a port taken meanwhile).
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        let dir = TempDir::new("influx");
-        let http = free_port();
-        let rpc = free_port();
-        let addr = format!("127.0.0.1:{http}");
-        let mut cmd = Command::new("influxd");
-        cmd.arg("run")
-            .env("INFLUXDB_META_DIR", dir.0.join("meta"))
-            .env("INFLUXDB_DATA_DIR", dir.0.join("data"))
-            .env("INFLUXDB_DATA_WAL_DIR", dir.0.join("wal"))
-            .env("INFLUXDB_BIND_ADDRESS", format!("127.0.0.1:{rpc}"))
-            .env("INFLUXDB_HTTP_BIND_ADDRESS", &addr)
-            .env("INFLUXDB_REPORTING_DISABLED", "true")
-            .env("INFLUXDB_DATA_QUERY_LOG_ENABLED", "false")
-            .env("INFLUXDB_HTTP_LOG_ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .expect("start influxd (install Debian's `influxdb` package)");
-        let influx = Influx {
-            child,
-            addr,
-            _dir: dir,
+        let mut influx = Influx {
+            child: None,
+            addr: String::new(),
+            port: 0,
+            rpc: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir: TempDir::new("influx"),
+            auth: None,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if matches!(influx.request("GET", "/ping", b""), Ok((204, _))) {
+        for _ in 0..5 {
+            influx.port = free_port();
+            influx.rpc = free_port();
+            influx.addr = format!("127.0.0.1:{}", influx.port);
+            if influx.try_start() {
                 return influx;
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "influxd did not answer /ping on {} within 30 s",
-            influx.addr
-        );
+        panic!("influxd would not start: {}", influx.log_tail());
     }
 
     pub fn start() -> Self {
         Self::start_with(&[])
     }
 
-    /// One HTTP/1.0 request (so the server neither keeps the connection nor chunks the body).
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.0.join("influxd.log")).unwrap_or_default();
+        log.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Kills the server (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data and ports and waits until it answers.
+    pub fn restart(&mut self) {
+        for _ in 0..5 {
+            if self.try_start() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("influxd would not restart: {}", self.log_tail());
+    }
+
+    /// Spawns `influxd`; true once it answers `/ping`, false if it exits first.
+    fn try_start(&mut self) -> bool {
+        self.stop();
+        let dir = &self.dir.0;
+        let log = std::fs::File::create(dir.join("influxd.log")).expect("influxd log file");
+        let mut cmd = Command::new("influxd");
+        cmd.arg("run")
+            .env("INFLUXDB_META_DIR", dir.join("meta"))
+            .env("INFLUXDB_DATA_DIR", dir.join("data"))
+            .env("INFLUXDB_DATA_WAL_DIR", dir.join("wal"))
+            .env("INFLUXDB_BIND_ADDRESS", format!("127.0.0.1:{}", self.rpc))
+            .env("INFLUXDB_HTTP_BIND_ADDRESS", &self.addr)
+            .env("INFLUXDB_REPORTING_DISABLED", "true")
+            .env("INFLUXDB_DATA_QUERY_LOG_ENABLED", "false")
+            .env("INFLUXDB_HTTP_LOG_ENABLED", "false")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("start influxd (install Debian's `influxdb` package)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if matches!(self.request("GET", "/ping", b""), Ok((204, _))) {
+                self.child = Some(child);
+                return true;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(&self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp)?;
-        let text = String::from_utf8_lossy(&resp);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        http_request(&self.addr, method, path, body)
     }
 
     /// Runs an InfluxQL statement; panics unless it answers 200.
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
         let body = format!("db={}&epoch=ms&q={}", urlencode(db), urlencode(q));
-        let (status, body) = self
-            .request("POST", "/query", body.as_bytes())
-            .expect("query");
+        // 1.6 reads credentials from the URL, not the form body.
+        let path = match &self.auth {
+            Some((u, p)) => format!("/query?u={}&p={}", urlencode(u), urlencode(p)),
+            None => "/query".to_owned(),
+        };
+        let (status, body) = self.request("POST", &path, body.as_bytes()).expect("query");
         assert_eq!(status, 200, "query {q:?} failed: {body}");
         serde_json::from_str(&body).expect("query answers JSON")
     }
@@ -144,11 +178,103 @@ impl Influx {
     }
 }
 
+impl Influx {
+    /// `SELECT count(*)` of one measurement (0 when it does not exist).
+    pub fn count(&self, db: &str, measurement: &str) -> i64 {
+        let v = self.query(db, &format!("SELECT count(*) FROM \"{measurement}\""));
+        v["results"][0]["series"][0]["values"][0]
+            .as_array()
+            .map(|row| {
+                row[1..]
+                    .iter()
+                    .filter_map(|c| c.as_i64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Influx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A throw-away VictoriaMetrics (Debian's `victoria-metrics`), killed on drop.
+pub struct Victoria {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Victoria {
+    pub fn start() -> Self {
+        let dir = TempDir::new("victoria");
+        let port = free_port();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.0.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics (install Debian's `victoria-metrics` package)");
+        let v = Victoria {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(v.get("/health"), Ok((200, _))) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("victoria-metrics did not become healthy on port {port}");
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_request(&format!("127.0.0.1:{}", self.port), "GET", path, b"")
+    }
+}
+
+impl Drop for Victoria {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.0 request (so the server neither keeps the connection nor chunks the body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 pub fn urlencode(s: &str) -> String {

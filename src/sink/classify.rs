@@ -1,0 +1,392 @@
+//! Every InfluxDB answer mapped to what the writer does next — in one place, as a pure
+//! function, so each status/body pair has a unit test.
+//!
+//! Observed on InfluxDB 1.6.7 (see the README): a `partial write` 400 means the other lines
+//! were stored; any other 400 (`unable to parse` for every line, a field type conflict inside
+//! the batch) means nothing was stored. Rewriting a point InfluxDB already holds stores the
+//! same point again (same series, same timestamp), so splitting a batch and resending its
+//! halves never duplicates anything.
+
+use std::time::Duration;
+
+/// Why a write is being retried; a label for counters and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryCause {
+    /// 401/403: wrong or missing credentials, or a user without write permission.
+    Auth,
+    /// 429.
+    Throttled,
+    /// 5xx (including 1.x's "retention policy not found").
+    Server,
+    /// 404 where the database cannot be created (v2 bucket missing).
+    NotFound,
+    /// Connection refused, reset, TLS failure, malformed response.
+    Transport,
+    /// No complete answer within the request timeout.
+    Timeout,
+}
+
+impl RetryCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Auth => "auth",
+            RetryCause::Throttled => "throttled",
+            RetryCause::Server => "server_error",
+            RetryCause::NotFound => "not_found",
+            RetryCause::Transport => "transport",
+            RetryCause::Timeout => "timeout",
+        }
+    }
+}
+
+/// What to do with a request after its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Every point is stored.
+    Done,
+    /// 1.x `partial write`: the server stored the rest and names what it dropped.
+    Partial { message: String },
+    /// Nothing was stored because of some lines: send the halves separately until the bad
+    /// lines stand alone.
+    Split { message: String },
+    /// 1.x `database not found`: create it, then send again.
+    CreateDatabase,
+    /// Send again after a backoff (or the server's `Retry-After`).
+    Retry {
+        cause: RetryCause,
+        after: Option<Duration>,
+        message: String,
+    },
+    /// The server will never take these lines: report them rejected with its message.
+    Reject { message: String },
+}
+
+/// Which write API answered: they word their errors differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// InfluxDB 1.x `/write` (also VictoriaMetrics).
+    #[default]
+    V1,
+    /// InfluxDB 2.x/3.x `/api/v2/write` (also VictoriaMetrics).
+    V2,
+}
+
+/// Classifies an HTTP answer. `body` is the response body; `retry_after` the raw header.
+pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -> Action {
+    let message = || error_message(body);
+    match status {
+        200..=299 => Action::Done,
+        400 => {
+            let m = message();
+            if m.contains("partial write") {
+                Action::Partial { message: m }
+            } else {
+                Action::Split { message: m }
+            }
+        }
+        401 | 403 => Action::Retry {
+            cause: RetryCause::Auth,
+            after: None,
+            message: format!("HTTP {status}: {}", message()),
+        },
+        404 => {
+            let m = message();
+            if api == Api::V1 && m.contains("database not found") {
+                Action::CreateDatabase
+            } else {
+                Action::Retry {
+                    cause: RetryCause::NotFound,
+                    after: None,
+                    message: format!("HTTP 404: {m}"),
+                }
+            }
+        }
+        413 => Action::Split {
+            message: "HTTP 413: request body too large".to_owned(),
+        },
+        429 => Action::Retry {
+            cause: RetryCause::Throttled,
+            after: retry_after.and_then(parse_retry_after),
+            message: format!("HTTP 429: {}", message()),
+        },
+        500..=599 => Action::Retry {
+            cause: RetryCause::Server,
+            after: retry_after.and_then(parse_retry_after),
+            message: format!("HTTP {status}: {}", message()),
+        },
+        _ => Action::Reject {
+            message: format!("HTTP {status}: {}", message()),
+        },
+    }
+}
+
+/// The `error` (1.x) or `message` (2.x) string of a JSON error body, else the body as text.
+pub fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    for key in ["\"error\":\"", "\"message\":\""] {
+        if let Some(start) = text.find(key) {
+            let rest = &text[start + key.len()..];
+            return json_unescape_until_quote(rest);
+        }
+    }
+    text.to_owned()
+}
+
+/// Reads a JSON string body (after its opening quote) up to the closing quote.
+fn json_unescape_until_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                        out.push(ch);
+                    }
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for these servers and ignored).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(300)))
+}
+
+/// What a 1.x `partial write` message says was dropped: the exact text of each unparseable
+/// line, and the measurements whose points hit a field type conflict.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// (line text, InfluxDB's reason) per unparseable line.
+    pub unparseable: Vec<(String, String)>,
+    pub type_conflicts: Vec<String>,
+    /// The server's `dropped=N` (counts type conflicts, not unparseable lines).
+    pub dropped: Option<usize>,
+}
+
+/// Parses a `partial write` message: `unable to parse '<line>': <why>` entries separated by
+/// newlines, `field type conflict: input field "f" on measurement "m" ...`, `dropped=N`.
+pub fn parse_partial(message: &str) -> Dropped {
+    let mut d = Dropped::default();
+    let body = message.strip_prefix("partial write: ").unwrap_or(message);
+    let (body, dropped) = match body.rfind(" dropped=") {
+        Some(i) => (&body[..i], body[i + 9..].trim().parse().ok()),
+        None => (body, None),
+    };
+    d.dropped = dropped;
+    let mut rest = body;
+    while let Some(start) = rest.find("unable to parse '") {
+        let after = &rest[start + 17..];
+        // The line may itself contain "': "; the entry ends at the last "': " before the next
+        // entry (or the end).
+        let next = after.find("\nunable to parse '").unwrap_or(after.len());
+        let entry = &after[..next];
+        if let Some(end) = entry.rfind("': ") {
+            d.unparseable
+                .push((entry[..end].to_owned(), entry[end + 3..].trim().to_owned()));
+        }
+        rest = &after[next..];
+    }
+    let mut rest = body;
+    while let Some(i) = rest.find("on measurement \"") {
+        let after = &rest[i + 16..];
+        if let Some(end) = after.find("\" is type") {
+            d.type_conflicts.push(after[..end].to_owned());
+        }
+        rest = &after[1..];
+    }
+    d
+}
+
+/// Exponential backoff with full jitter: a random wait in `[base/2, base]` where
+/// base = `initial * 2^attempt`, capped at `max`.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration, random: f64) -> Duration {
+    let base = initial
+        .checked_mul(1u32 << attempt.min(20))
+        .unwrap_or(max)
+        .min(max);
+    base.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1(status: u16, body: &str) -> Action {
+        classify(Api::V1, status, None, body.as_bytes())
+    }
+
+    #[test]
+    fn no_content_is_done() {
+        assert_eq!(v1(204, ""), Action::Done);
+        assert_eq!(v1(200, "{}"), Action::Done);
+    }
+
+    #[test]
+    fn database_not_found_creates_it() {
+        assert_eq!(
+            v1(404, r#"{"error":"database not found: \"mon\""}"#),
+            Action::CreateDatabase
+        );
+    }
+
+    #[test]
+    fn v2_not_found_is_retried_not_created() {
+        let a = classify(
+            Api::V2,
+            404,
+            None,
+            br#"{"code":"not found","message":"bucket \"b\" not found"}"#,
+        );
+        assert!(
+            matches!(
+                a,
+                Action::Retry {
+                    cause: RetryCause::NotFound,
+                    ..
+                }
+            ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn partial_write_is_partial() {
+        let a = v1(
+            400,
+            r#"{"error":"partial write: unable to parse 'x': invalid field format dropped=0"}"#,
+        );
+        assert_eq!(
+            a,
+            Action::Partial {
+                message: "partial write: unable to parse 'x': invalid field format dropped=0"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn unparseable_batch_is_split() {
+        let a = v1(
+            400,
+            r#"{"error":"unable to parse 'bad one': invalid field format\nunable to parse 'bad two': invalid field format"}"#,
+        );
+        assert!(matches!(a, Action::Split { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn type_conflict_inside_the_batch_is_split() {
+        // 1.6 stores nothing in this case (observed).
+        assert!(matches!(
+            v1(400, r#"{"error":"field type conflict"}"#),
+            Action::Split { .. }
+        ));
+    }
+
+    #[test]
+    fn too_large_is_split() {
+        assert!(matches!(v1(413, ""), Action::Split { .. }));
+    }
+
+    #[test]
+    fn auth_failures_are_retried() {
+        for s in [401, 403] {
+            assert!(matches!(
+                v1(s, r#"{"error":"authorization failed"}"#),
+                Action::Retry {
+                    cause: RetryCause::Auth,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn throttling_honours_retry_after() {
+        let a = classify(Api::V1, 429, Some("7"), b"");
+        assert_eq!(
+            a,
+            Action::Retry {
+                cause: RetryCause::Throttled,
+                after: Some(Duration::from_secs(7)),
+                message: "HTTP 429: ".into()
+            }
+        );
+    }
+
+    #[test]
+    fn server_errors_are_retried() {
+        for s in [500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    v1(s, "oops"),
+                    Action::Retry {
+                        cause: RetryCause::Server,
+                        ..
+                    }
+                ),
+                "{s}"
+            );
+        }
+        let rp = v1(500, r#"{"error":"retention policy not found: nope"}"#);
+        assert!(
+            matches!(rp, Action::Retry { cause: RetryCause::Server, ref message, .. } if message.contains("retention policy"))
+        );
+    }
+
+    #[test]
+    fn other_statuses_reject_with_the_server_message() {
+        assert_eq!(
+            v1(405, r#"{"error":"nope"}"#),
+            Action::Reject {
+                message: "HTTP 405: nope".into()
+            }
+        );
+    }
+
+    #[test]
+    fn partial_message_names_unparseable_lines_and_conflicts() {
+        let d = parse_partial(
+            "partial write: unable to parse 'a b': invalid field format\nunable to parse 'it': s: x': bad dropped=0",
+        );
+        let lines: Vec<&str> = d.unparseable.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["a b", "it': s: x"]);
+        assert_eq!(d.unparseable[0].1, "invalid field format");
+        assert_eq!(d.dropped, Some(0));
+        let d = parse_partial(
+            r#"partial write: field type conflict: input field "value" on measurement "zz" is type float, already exists as type string dropped=3"#,
+        );
+        assert_eq!(d.type_conflicts, vec!["zz".to_owned()]);
+        assert_eq!(d.dropped, Some(3));
+    }
+
+    #[test]
+    fn error_message_unescapes_json() {
+        assert_eq!(error_message(br#"{"error":"a \"b\"\nc"}"#), "a \"b\"\nc");
+        assert_eq!(error_message(b"plain text"), "plain text");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (i, m) = (Duration::from_millis(100), Duration::from_secs(30));
+        assert_eq!(backoff(0, i, m, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(3, i, m, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(3, i, m, 0.0), Duration::from_millis(400));
+        assert_eq!(backoff(40, i, m, 1.0), m);
+    }
+}
