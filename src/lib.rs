@@ -25,14 +25,14 @@
 //!           hyper connections; every answer classified; retries until written or rejected
 //! ```
 //!
-//! Beside the flow: `secret` (redacted passwords/tokens), `cli` (operator commands:
+//! Beside the flow: `config` (TOML and the Python persister's INI, validated), `cli` (operator commands:
 //! `convert`, `discard-sink`).
 
 pub mod cli;
+pub mod config;
 pub mod convert;
 pub mod decode;
 pub mod encode;
-pub mod secret;
 pub mod sink;
 
 pub use convert::{Converter, Kind, Reject};

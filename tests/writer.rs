@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Influx, Victoria};
 use monasca_persister::cli::discard::{SinkStats, serve};
-use monasca_persister::secret::Secret;
+use monasca_persister::config::Secret;
 use monasca_persister::sink::{Api, Batch, InfluxConfig, RetryCause, WriteError, Writer};
 use tokio_util::sync::CancellationToken;
 

@@ -319,7 +319,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::config::Secret;
 
     #[test]
     fn v1_uri_carries_db_and_rp_but_no_credentials() {

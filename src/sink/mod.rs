@@ -21,10 +21,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::secret::Secret;
+use crate::config::Secret;
 
 /// Where and how to write. Field names follow the Python persister's `[influxdb]` group.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Which write API to use.

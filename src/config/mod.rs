@@ -1,0 +1,578 @@
+//! Configuration: our TOML file or the Python persister's oslo-style INI file, read into one
+//! validated [`Config`].
+//!
+//! Owns every default, every cross-field check and the mapping from the Python persister's
+//! option names. Errors name the file, the line (where the format has one) and the key. Must
+//! never print a password or token (see [`Secret`]).
+
+mod ini;
+mod secret;
+
+pub use secret::Secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::encode::Policy;
+use crate::sink::InfluxConfig;
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub kafka_metrics: PipelineConfig,
+    pub kafka_alarm_history: PipelineConfig,
+    pub influxdb: InfluxConfig,
+    pub persister: PersisterConfig,
+}
+
+/// Settings shared by every Kafka client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port,host:port`. A pipeline's own `uri` wins.
+    pub uri: String,
+    /// Static group membership: consumers use `<this>-<pipeline>-<index>` as their
+    /// `group.instance.id`, so a restarted daemon gets its partitions back at once. Empty: off.
+    pub group_instance_id: String,
+    /// Exit (non-zero) when every broker has been unreachable this long; systemd restarts us.
+    pub brokers_down_exit_seconds: f64,
+    /// Topic for rejected messages (raw payload, reason in headers). Empty: log and count only.
+    pub dead_letter_topic: String,
+    /// librdkafka properties applied to every consumer and producer (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            uri: "127.0.0.1:9092".into(),
+            group_instance_id: String::new(),
+            brokers_down_exit_seconds: 60.0,
+            dead_letter_topic: String::new(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// One consuming pipeline (metrics or alarm state history).
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineConfig {
+    pub enabled: bool,
+    /// Brokers for this pipeline; empty means `kafka.uri`.
+    pub uri: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Messages per batch; a batch is written when full…
+    pub batch_size: usize,
+    /// …or this long after its first message.
+    pub max_wait_time_seconds: f64,
+    /// Consumers (each with its own thread) in this pipeline.
+    pub num_processors: usize,
+    /// Overrides `kafka.group_instance_id` for this pipeline.
+    pub group_instance_id: String,
+    /// Overrides `kafka.dead_letter_topic` for this pipeline.
+    pub dead_letter_topic: String,
+}
+
+/// Which pipeline; decides the message format and the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineKind {
+    Metrics,
+    AlarmHistory,
+}
+
+impl PipelineKind {
+    pub fn section(self) -> &'static str {
+        match self {
+            PipelineKind::Metrics => "kafka_metrics",
+            PipelineKind::AlarmHistory => "kafka_alarm_history",
+        }
+    }
+
+    fn defaults(self) -> PipelineConfig {
+        let (topic, group, batch) = match self {
+            PipelineKind::Metrics => ("metrics", "1_metrics", 20_000),
+            PipelineKind::AlarmHistory => {
+                ("alarm-state-transitions", "1_alarm-state-transitions", 1)
+            }
+        };
+        PipelineConfig {
+            enabled: true,
+            uri: String::new(),
+            topic: topic.into(),
+            group_id: group.into(),
+            batch_size: batch,
+            max_wait_time_seconds: 30.0,
+            num_processors: 1,
+            group_instance_id: String::new(),
+            dead_letter_topic: String::new(),
+        }
+    }
+}
+
+/// A pipeline section as written: every key optional, defaults depend on the pipeline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    enabled: Option<bool>,
+    uri: Option<String>,
+    topic: Option<String>,
+    group_id: Option<String>,
+    batch_size: Option<usize>,
+    max_wait_time_seconds: Option<f64>,
+    num_processors: Option<usize>,
+    group_instance_id: Option<String>,
+    dead_letter_topic: Option<String>,
+}
+
+impl PipelineFile {
+    fn resolve(self, kind: PipelineKind) -> PipelineConfig {
+        let d = kind.defaults();
+        PipelineConfig {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            uri: self.uri.unwrap_or(d.uri),
+            topic: self.topic.unwrap_or(d.topic),
+            group_id: self.group_id.unwrap_or(d.group_id),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            max_wait_time_seconds: self
+                .max_wait_time_seconds
+                .unwrap_or(d.max_wait_time_seconds),
+            num_processors: self.num_processors.unwrap_or(d.num_processors),
+            group_instance_id: self.group_instance_id.unwrap_or(d.group_instance_id),
+            dead_letter_topic: self.dead_letter_topic.unwrap_or(d.dead_letter_topic),
+        }
+    }
+}
+
+/// The daemon itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersisterConfig {
+    /// `reject` (default) or `sanitize` strings InfluxDB cannot store (README, "Escaping").
+    pub policy: PolicyName,
+    /// Larger Kafka messages are rejected (and dead-lettered) unparsed.
+    pub max_message_bytes: usize,
+    /// Batches per consumer being written at once; beyond it, consumption pauses.
+    pub max_batches_in_flight: usize,
+    /// On SIGTERM/SIGINT, how long in-flight writes may take before they are abandoned
+    /// (uncommitted, so they are consumed again after restart).
+    pub shutdown_timeout_seconds: f64,
+    /// Log level (`error`…`trace`, or a `tracing` filter); `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Also write logs to `<log_dir>/monasca-persister.log`. Empty: standard output only.
+    pub log_dir: String,
+}
+
+impl Default for PersisterConfig {
+    fn default() -> Self {
+        Self {
+            policy: PolicyName::Reject,
+            max_message_bytes: crate::decode::DEFAULT_MAX_MESSAGE_BYTES,
+            max_batches_in_flight: 2,
+            shutdown_timeout_seconds: 30.0,
+            log_level: "info".into(),
+            log_dir: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyName {
+    #[default]
+    Reject,
+    Sanitize,
+}
+
+impl From<PolicyName> for Policy {
+    fn from(p: PolicyName) -> Policy {
+        match p {
+            PolicyName::Reject => Policy::Reject,
+            PolicyName::Sanitize => Policy::Sanitize,
+        }
+    }
+}
+
+/// The file as written, before defaults that depend on the section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    kafka: KafkaConfig,
+    #[serde(default)]
+    kafka_metrics: PipelineFile,
+    #[serde(default)]
+    kafka_alarm_history: PipelineFile,
+    #[serde(default)]
+    influxdb: InfluxConfig,
+    #[serde(default)]
+    persister: PersisterConfig,
+}
+
+/// A configuration problem: which file, which line (when known), which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A loaded configuration and what the operator should hear about it once.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Keys read but not used, suspicious permissions…: logged once at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// Which syntax a file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Ini,
+}
+
+/// By extension (`.toml`; `.conf`/`.ini`/`.cfg`), else by content: a `[DEFAULT]` section or
+/// unquoted values mean INI.
+pub fn detect_format(path: &Path, text: &str) -> Format {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => return Format::Toml,
+        Some("conf" | "ini" | "cfg") => return Format::Ini,
+        _ => {}
+    }
+    if toml::from_str::<toml::Table>(text).is_ok() && !text.contains("[DEFAULT]") {
+        Format::Toml
+    } else {
+        Format::Ini
+    }
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_owned(),
+        line: None,
+        key: String::new(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut warnings = Vec::new();
+    let (file, lines) = match detect_format(path, &text) {
+        Format::Toml => (parse_toml(path, &text)?, BTreeMap::new()),
+        Format::Ini => {
+            let (table, lines, w) = ini::to_toml(path, &text)?;
+            warnings.extend(w);
+            let file = ConfigFile::deserialize(toml::Value::Table(table))
+                .map_err(|e| err(e.to_string()))?;
+            (file, lines)
+        }
+    };
+    let config = Config {
+        kafka: file.kafka,
+        kafka_metrics: file.kafka_metrics.resolve(PipelineKind::Metrics),
+        kafka_alarm_history: file.kafka_alarm_history.resolve(PipelineKind::AlarmHistory),
+        influxdb: file.influxdb,
+        persister: file.persister,
+    };
+    config.validate().map_err(|(key, message)| ConfigError {
+        file: path.to_owned(),
+        line: lines.get(&key).copied(),
+        key,
+        message,
+    })?;
+    if let Some(w) = permission_warning(path, &config) {
+        warnings.push(w);
+    }
+    Ok(Loaded { config, warnings })
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        // The key, when the error is about one, is the last dotted path before the span.
+        let key = e
+            .span()
+            .map(|s| {
+                let start = text[..s.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                text[start..]
+                    .split(['=', '\n'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        ConfigError {
+            file: path.to_owned(),
+            line,
+            key,
+            message: e.message().to_owned(),
+        }
+    })
+}
+
+impl Config {
+    /// Cross-field checks; the error names the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: &str| Err((k.to_owned(), m.to_owned()));
+        for (name, p) in self.pipelines() {
+            if !p.enabled {
+                continue;
+            }
+            if self.brokers(p).trim().is_empty() {
+                return bad(
+                    &format!("{name}.uri"),
+                    "no Kafka brokers (set kafka.uri or this)",
+                );
+            }
+            if p.topic.is_empty() {
+                return bad(&format!("{name}.topic"), "must not be empty");
+            }
+            if p.group_id.is_empty() {
+                return bad(&format!("{name}.group_id"), "must not be empty");
+            }
+            if p.batch_size == 0 {
+                return bad(&format!("{name}.batch_size"), "must be at least 1");
+            }
+            if p.num_processors == 0 {
+                return bad(&format!("{name}.num_processors"), "must be at least 1");
+            }
+            if !positive(p.max_wait_time_seconds) {
+                return bad(
+                    &format!("{name}.max_wait_time_seconds"),
+                    "must be a positive number",
+                );
+            }
+        }
+        if !self.kafka_metrics.enabled && !self.kafka_alarm_history.enabled {
+            return bad(
+                "kafka_metrics.enabled",
+                "both pipelines are disabled: nothing to do",
+            );
+        }
+        let i = &self.influxdb;
+        if i.database_name.is_empty() {
+            return bad("influxdb.database_name", "must not be empty");
+        }
+        if i.ip_address.is_empty() {
+            return bad("influxdb.ip_address", "must not be empty");
+        }
+        if i.port == 0 {
+            return bad("influxdb.port", "must not be 0");
+        }
+        if i.batch_size == 0 {
+            return bad("influxdb.batch_size", "must be at least 1");
+        }
+        if i.max_in_flight == 0 {
+            return bad("influxdb.max_in_flight", "must be at least 1");
+        }
+        if !positive(i.request_timeout_seconds) {
+            return bad("influxdb.request_timeout_seconds", "must be positive");
+        }
+        if i.api == crate::sink::Api::V2 && i.org.is_empty() {
+            return bad("influxdb.org", "the v2 API needs an organisation");
+        }
+        if self.persister.max_batches_in_flight == 0 {
+            return bad("persister.max_batches_in_flight", "must be at least 1");
+        }
+        if self.persister.max_message_bytes == 0 {
+            return bad("persister.max_message_bytes", "must be at least 1");
+        }
+        if !positive(self.kafka.brokers_down_exit_seconds) {
+            return bad("kafka.brokers_down_exit_seconds", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// Both pipelines with their section names.
+    pub fn pipelines(&self) -> [(&'static str, &PipelineConfig); 2] {
+        [
+            ("kafka_metrics", &self.kafka_metrics),
+            ("kafka_alarm_history", &self.kafka_alarm_history),
+        ]
+    }
+
+    /// The brokers a pipeline connects to.
+    pub fn brokers<'a>(&'a self, p: &'a PipelineConfig) -> &'a str {
+        if p.uri.is_empty() {
+            &self.kafka.uri
+        } else {
+            &p.uri
+        }
+    }
+
+    /// The effective configuration as TOML, secrets shown as `***` (for `--check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut out =
+            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        // librdkafka properties may hold secrets too (sasl.password, ssl.key.password).
+        for (k, v) in &self.kafka.properties {
+            if is_secret_property(k) && !v.is_empty() {
+                out = out.replace(&format!("{:?}", v), "\"***\"");
+            }
+        }
+        out
+    }
+}
+
+/// A finite number above zero (NaN is not).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+/// librdkafka property names whose values are secrets.
+pub fn is_secret_property(key: &str) -> bool {
+    key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".key.pem")
+        || key.contains("sasl.oauthbearer.config")
+}
+
+/// A config file holding a password or token that everyone may read deserves a word.
+fn permission_warning(path: &Path, c: &Config) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let has_secret = !c.influxdb.password.is_empty()
+            || !c.influxdb.token.is_empty()
+            || c.kafka
+                .properties
+                .iter()
+                .any(|(k, v)| is_secret_property(k) && !v.is_empty());
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if has_secret && mode & 0o004 != 0 {
+            return Some(format!(
+                "{} holds a password but is world-readable (mode {:o}); chmod 640 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mp-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn empty_toml_gives_the_python_persister_defaults() {
+        let c = load(&write("empty.toml", "")).unwrap().config;
+        assert_eq!(
+            (
+                c.kafka_metrics.topic.as_str(),
+                c.kafka_metrics.group_id.as_str()
+            ),
+            ("metrics", "1_metrics")
+        );
+        assert_eq!(c.kafka_metrics.batch_size, 20_000);
+        assert_eq!(c.kafka_alarm_history.topic, "alarm-state-transitions");
+        assert_eq!(c.kafka_alarm_history.group_id, "1_alarm-state-transitions");
+        assert_eq!(c.kafka_alarm_history.batch_size, 1);
+        assert_eq!(c.influxdb.batch_size, 10_000);
+        assert_eq!(c.influxdb.database_name, "mon");
+    }
+
+    #[test]
+    fn unknown_toml_key_names_file_line_and_key() {
+        let p = write(
+            "unknown.toml",
+            "[kafka]\nuri = \"k:9092\"\n\n[influxdb]\nportt = 8086\n",
+        );
+        let e = load(&p).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key, "portt");
+        assert!(
+            e.to_string()
+                .contains("unknown.toml:5: portt: unknown field `portt`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_toml_type_is_reported_with_line() {
+        let e = load(&write(
+            "type.toml",
+            "[kafka_metrics]\nbatch_size = \"many\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key, "batch_size");
+    }
+
+    #[test]
+    fn invalid_value_names_the_key() {
+        let e = load(&write("zero.toml", "[kafka_metrics]\nbatch_size = 0\n")).unwrap_err();
+        assert_eq!(e.key, "kafka_metrics.batch_size");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_check_config_output() {
+        let text = "[influxdb]\npassword = \"hunter2\"\n[kafka.properties]\n\"sasl.password\" = \"kafkapw\"\n\"client.id\" = \"x\"\n";
+        let c = load(&write("secret.toml", text)).unwrap().config;
+        let out = c.to_redacted_toml();
+        assert!(
+            !out.contains("hunter2") && !out.contains("kafkapw"),
+            "{out}"
+        );
+        assert!(out.contains("\"x\""));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_file_with_password_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = write("perm.toml", "[influxdb]\npassword = \"pw\"\n");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load(&p).unwrap().warnings.len(), 1);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(load(&p).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn format_is_detected_by_extension_then_content() {
+        assert_eq!(
+            detect_format(Path::new("a.toml"), "[DEFAULT]"),
+            Format::Toml
+        );
+        assert_eq!(detect_format(Path::new("a.conf"), ""), Format::Ini);
+        assert_eq!(
+            detect_format(Path::new("a"), "[kafka]\nuri = \"x\"\n"),
+            Format::Toml
+        );
+        assert_eq!(
+            detect_format(Path::new("a"), "[kafka]\nuri = x:9092\n"),
+            Format::Ini
+        );
+    }
+}
