@@ -69,14 +69,27 @@ impl Converter {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<Encoded, Reject> {
+        self.convert_to(kind, payload, |_| out)
+    }
+
+    /// Like [`convert`](Self::convert), but `pick` chooses the buffer from the message's tenant
+    /// once it is decoded (one buffer per database with `db_per_tenant`).
+    pub fn convert_to<'o>(
+        &mut self,
+        kind: Kind,
+        payload: &[u8],
+        pick: impl FnOnce(&str) -> &'o mut BytesMut,
+    ) -> Result<Encoded, Reject> {
         let encoder = self.encoder;
         match kind {
-            Kind::Metrics => self
-                .decoder
-                .metric(payload, |m| Ok(encoder.metric(&m?, out)?)),
-            Kind::Alarms => self
-                .decoder
-                .alarm(payload, |a| Ok(encoder.alarm(&a?, out)?)),
+            Kind::Metrics => self.decoder.metric(payload, |m| {
+                let m = m?;
+                Ok(encoder.metric(&m, pick(m.tenant_id))?)
+            }),
+            Kind::Alarms => self.decoder.alarm(payload, |a| {
+                let a = a?;
+                Ok(encoder.alarm(&a, pick(a.tenant_id))?)
+            }),
         }
     }
 }

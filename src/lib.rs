@@ -9,30 +9,36 @@
 //! The modules follow one message through the daemon:
 //!
 //! ```text
-//!  Kafka payload (&[u8])
+//!  config    TOML, or the Python persister's INI file → one validated Config
 //!     │
+//!  pipeline  a consumer thread per `num_processors` polls Kafka: payload (&[u8]) …
 //!     ▼
-//!  decode   simd-json, in place, into structs that borrow a per-worker scratch buffer
-//!     │     (Metric, AlarmTransition) — or a DecodeError
+//!  decode    simd-json, in place, into structs that borrow a per-worker scratch buffer
+//!     │      (Metric, AlarmTransition) — or a DecodeError
 //!     ▼
-//!  encode   one line of InfluxDB 1.x line protocol appended to a reused BytesMut
-//!     │     — or an EncodeError (a string InfluxDB cannot store, NaN, …)
+//!  encode    one line of InfluxDB 1.x line protocol appended to a reused BytesMut
+//!     │      — or an EncodeError (a string InfluxDB cannot store, NaN, …)
 //!     ▼
-//!  convert  the two above as one per-message step; Reject = DecodeError | EncodeError
+//!  convert   the two above as one per-message step; Reject = DecodeError | EncodeError
 //!     │
+//!  pipeline  … into a batch (lines per database, where each came from, the rejects)
 //!     ▼
-//!  sink     batches of lines → InfluxDB (1.x /write or 2.x /api/v2/write) over pooled
-//!           hyper connections; every answer classified; retries until written or rejected
+//!  sink      batch → InfluxDB (1.x /write or 2.x /api/v2/write) over pooled hyper
+//!     │      connections; every answer classified; retried until written or rejected
+//!     ▼
+//!  pipeline  rejects → dead-letter topic; then per-partition commits of what is finished
 //! ```
 //!
-//! Beside the flow: `config` (TOML and the Python persister's INI, validated), `cli` (operator commands:
-//! `convert`, `discard-sink`).
+//! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
+//! flow: `cli` (operator commands: `convert`, `discard-sink`).
 
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod daemon;
 pub mod decode;
 pub mod encode;
+pub mod pipeline;
 pub mod sink;
 
 pub use convert::{Converter, Kind, Reject};

@@ -12,10 +12,21 @@ use monasca_persister::{Converter, Kind, Policy, cli, decode::DEFAULT_MAX_MESSAG
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "Monasca persister: Kafka → InfluxDB")]
+#[command(
+    version,
+    about = "Monasca persister: Kafka → InfluxDB",
+    long_about = "Without a subcommand, runs the daemon: consumes Monasca metrics and alarm \
+                  transitions from Kafka and writes them to InfluxDB."
+)]
 struct Args {
+    /// Configuration file: TOML, or the Python persister's INI (oslo.config) file.
+    #[arg(long, default_value = "/etc/monasca/monasca-persister.conf")]
+    config_file: PathBuf,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -53,7 +64,10 @@ enum KindArg {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.command {
+    let Some(command) = args.command else {
+        return daemon(&args.config_file, args.check_config);
+    };
+    match command {
         Command::DiscardSink {
             listen,
             report_every,
@@ -168,4 +182,75 @@ async fn terminate() {
         return;
     }
     std::future::pending::<()>().await
+}
+
+fn daemon(path: &std::path::Path, check: bool) -> ExitCode {
+    let loaded = match monasca_persister::config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("monasca-persister: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check {
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        print!("{}", loaded.config.to_redacted_toml());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = init_logging(&loaded.config.persister) {
+        eprintln!("monasca-persister: {e}");
+        return ExitCode::from(2);
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "monasca-persister starting");
+    match monasca_persister::daemon::run(loaded.config) {
+        Ok(monasca_persister::daemon::Exit::Clean) => ExitCode::SUCCESS,
+        Ok(monasca_persister::daemon::Exit::Failed) => {
+            eprintln!(
+                "monasca-persister: stopped after a fatal condition (see the log); exiting with 1 so the service manager restarts it"
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("monasca-persister: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to standard output, and also to `<log_dir>/monasca-persister.log` when configured.
+/// Level: `RUST_LOG` if set, else `persister.log_level`.
+fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&p.log_level))
+        .map_err(|e| format!("persister.log_level {:?}: {e}", p.log_level))?;
+    let file = if p.log_dir.is_empty() {
+        None
+    } else {
+        let path = std::path::Path::new(&p.log_dir).join("monasca-persister.log");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        Some(
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f)),
+        )
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stdout))
+        .with(file)
+        .try_init()
+        .map_err(|e| e.to_string())
 }

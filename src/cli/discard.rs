@@ -26,6 +26,12 @@ pub struct SinkStats {
     pub bytes: AtomicU64,
     /// TCP connections accepted: constant under a pooled client.
     pub connections: AtomicU64,
+    /// Fault injection for tests and benches: while non-zero, writes are answered with this
+    /// status (and not counted).
+    pub refuse_with: std::sync::atomic::AtomicU16,
+    /// When set, every accepted write body is kept in `received`.
+    pub record: std::sync::atomic::AtomicBool,
+    pub received: std::sync::Mutex<Vec<Bytes>>,
 }
 
 impl SinkStats {
@@ -84,6 +90,12 @@ async fn handle(
     };
     Ok(match path.as_str() {
         "/write" | "/api/v2/write" => {
+            let refuse = stats.refuse_with.load(Ordering::Relaxed);
+            if refuse != 0 {
+                let status =
+                    StatusCode::from_u16(refuse).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Ok(reply(status, r#"{"error":"refused by discard sink"}"#));
+            }
             stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             let plain = if gzip {
                 let mut out = Vec::with_capacity(body.len() * 4);
@@ -99,6 +111,11 @@ async fn handle(
             };
             let lines = plain.iter().filter(|&&b| b == b'\n').count()
                 + usize::from(plain.last().is_some_and(|&b| b != b'\n'));
+            if stats.record.load(Ordering::Relaxed)
+                && let Ok(mut r) = stats.received.lock()
+            {
+                r.push(plain.clone());
+            }
             stats.requests.fetch_add(1, Ordering::Relaxed);
             stats.points.fetch_add(lines as u64, Ordering::Relaxed);
             reply(StatusCode::NO_CONTENT, Bytes::new())

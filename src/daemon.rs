@@ -1,0 +1,202 @@
+//! The daemon: builds the writer, the dead-letter producer and the consumers from a
+//! [`Config`], runs until SIGTERM/SIGINT (exit 0 after a clean stop) or until every Kafka
+//! broker has been unreachable too long (exit 1, for systemd to restart us).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, PipelineKind};
+use crate::convert::Kind;
+use crate::pipeline::batch::Routing;
+use crate::pipeline::deadletter::DeadLetters;
+use crate::pipeline::{Control, PipelineSettings, PipelineStats, spawn_consumer};
+use crate::sink::Writer;
+
+/// Start-up failures (after config validation).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("creating the Kafka {what}: {source}")]
+    Kafka {
+        what: String,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped by a signal, everything written was committed.
+    Clean,
+    /// Gave up (brokers unreachable, a consumer thread died): restart me.
+    Failed,
+}
+
+/// Runs the daemon until a signal or a fatal condition.
+pub fn run(config: Config) -> Result<Exit, DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("persister-io")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let cancel = CancellationToken::new();
+    let control = Arc::new(Control::default());
+    let stats = Arc::new(PipelineStats::default());
+    let writer = {
+        let _guard = rt.enter();
+        Writer::new(config.influxdb.clone(), cancel.clone())?
+    };
+    let shutdown_timeout =
+        Duration::from_secs_f64(config.persister.shutdown_timeout_seconds.max(0.0));
+
+    let mut consumers = Vec::new();
+    for (kind, p) in [
+        (PipelineKind::Metrics, &config.kafka_metrics),
+        (PipelineKind::AlarmHistory, &config.kafka_alarm_history),
+    ] {
+        if !p.enabled {
+            continue;
+        }
+        let brokers = config.brokers(p).to_owned();
+        let dlq_topic = if p.dead_letter_topic.is_empty() {
+            &config.kafka.dead_letter_topic
+        } else {
+            &p.dead_letter_topic
+        };
+        let target = if dlq_topic.is_empty() {
+            None
+        } else {
+            let mut pc = ClientConfig::new();
+            pc.set("bootstrap.servers", &brokers).set("acks", "all");
+            for (k, v) in &config.kafka.properties {
+                pc.set(k, v);
+            }
+            let producer: FutureProducer = {
+                let _guard = rt.enter();
+                pc.create().map_err(|source| DaemonError::Kafka {
+                    what: "dead-letter producer".into(),
+                    source,
+                })?
+            };
+            Some((producer, dlq_topic.clone()))
+        };
+        let dead = Arc::new(DeadLetters::new(p.topic.clone(), target, cancel.clone()));
+        let (name, msg_kind) = match kind {
+            PipelineKind::Metrics => ("metrics", Kind::Metrics),
+            PipelineKind::AlarmHistory => ("alarms", Kind::Alarms),
+        };
+        let mut props: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), brokers),
+            ("group.id".into(), p.group_id.clone()),
+            ("enable.auto.commit".into(), "false".into()),
+            ("enable.auto.offset.store".into(), "false".into()),
+            ("auto.offset.reset".into(), "earliest".into()),
+            // Bounds what librdkafka prefetches per consumer (part of the memory bound).
+            ("queued.max.messages.kbytes".into(), "16384".into()),
+            ("max.partition.fetch.bytes".into(), (4 << 20).to_string()),
+            // Incremental rebalancing: a joining member does not stop everyone, and the
+            // revoking member's final commit is accepted (with the eager protocol librdkafka's
+            // mock cluster answers it with REBALANCE_IN_PROGRESS).
+            (
+                "partition.assignment.strategy".into(),
+                "cooperative-sticky".into(),
+            ),
+        ];
+        props.extend(
+            config
+                .kafka
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let instance = if p.group_instance_id.is_empty() {
+            &config.kafka.group_instance_id
+        } else {
+            &p.group_instance_id
+        };
+        let settings = Arc::new(PipelineSettings {
+            name,
+            kind: msg_kind,
+            topic: p.topic.clone(),
+            batch_size: p.batch_size,
+            max_wait: Duration::from_secs_f64(p.max_wait_time_seconds),
+            max_batches_in_flight: config.persister.max_batches_in_flight,
+            routing: if config.influxdb.db_per_tenant {
+                Routing::PerTenant(config.influxdb.database_name.clone())
+            } else {
+                Routing::Single(config.influxdb.database_name.clone())
+            },
+            converter_policy: config.persister.policy.into(),
+            max_message_bytes: config.persister.max_message_bytes,
+            consumer_properties: props,
+            group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
+            brokers_down_exit: Duration::from_secs_f64(config.kafka.brokers_down_exit_seconds),
+            shutdown_timeout,
+        });
+        for i in 0..p.num_processors {
+            let h = spawn_consumer(
+                settings.clone(),
+                i,
+                writer.clone(),
+                dead.clone(),
+                stats.clone(),
+                control.clone(),
+                cancel.clone(),
+                rt.handle().clone(),
+            )
+            .map_err(|source| DaemonError::Kafka {
+                what: format!("consumer {name}-{i}"),
+                source,
+            })?;
+            tracing::info!(consumer = %h.label, topic = %p.topic, group = %p.group_id, "consumer started");
+            consumers.push(h);
+        }
+    }
+
+    // Wait for a signal, a fatal condition, or a consumer thread that ended on its own.
+    let exit = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); return Exit::Clean; }
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {
+                    tracing::info!("SIGTERM: stopping"); return Exit::Clean;
+                }
+                _ = tick.tick() => {
+                    if control.fatal.load(Ordering::Relaxed) {
+                        return Exit::Failed;
+                    }
+                    if consumers.iter().any(|c| c.thread.is_finished()) {
+                        tracing::error!("a consumer thread ended unexpectedly; stopping");
+                        return Exit::Failed;
+                    }
+                }
+            }
+        }
+    });
+    control.stop.store(true, Ordering::Relaxed);
+    for c in consumers {
+        if c.thread.join().is_err() {
+            tracing::error!(consumer = %c.label, "consumer thread panicked");
+        }
+    }
+    cancel.cancel();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    tracing::info!(
+        consumed = stats.consumed.load(Ordering::Relaxed),
+        rejected = stats.rejected.load(Ordering::Relaxed),
+        batches = stats.batches.load(Ordering::Relaxed),
+        "persister stopped"
+    );
+    Ok(exit)
+}

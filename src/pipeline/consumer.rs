@@ -1,0 +1,412 @@
+//! One consumer: a thread that polls Kafka, converts messages into the current batch, hands
+//! full or due batches to the runtime, and commits what is finished.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::PendingBatch;
+use super::deadletter::DeadLetters;
+use super::offsets::OffsetTracker;
+use super::{Control, Done, PipelineSettings, PipelineStats, due, process_batch};
+use crate::convert::Converter;
+use crate::sink::Writer;
+use std::sync::atomic::Ordering;
+
+/// A running consumer thread.
+pub struct ConsumerHandle {
+    pub label: String,
+    pub thread: JoinHandle<()>,
+}
+
+/// Everything the poll loop and the rebalance callbacks share (they run on the same thread,
+/// one at a time; the mutex only satisfies `ConsumerContext: Sync`).
+struct State {
+    settings: Arc<PipelineSettings>,
+    converter: Converter,
+    batch: PendingBatch,
+    next_id: u64,
+    in_flight: usize,
+    tracker: OffsetTracker,
+    /// Offsets computed but not yet acknowledged by a commit (retried with the next one).
+    uncommitted: std::collections::BTreeMap<i32, i64>,
+    done_tx: Sender<Done>,
+    done_rx: Receiver<Done>,
+    writer: Writer,
+    dead: Arc<DeadLetters>,
+    stats: Arc<PipelineStats>,
+    rt: tokio::runtime::Handle,
+    keep_payload: bool,
+    paused: bool,
+    label: String,
+}
+
+struct Ctx {
+    state: Mutex<State>,
+    brokers_down_since: Mutex<Option<Instant>>,
+    label: String,
+}
+
+impl Ctx {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state usable; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn brokers_down(&self) -> Option<Instant> {
+        *self
+            .brokers_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_brokers_down(&self, v: Option<Instant>) {
+        *self
+            .brokers_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = v;
+    }
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::warn!(consumer = %self.label, facility = fac, "librdkafka: {msg}")
+            }
+            _ => tracing::debug!(consumer = %self.label, facility = fac, "librdkafka: {msg}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            if self.brokers_down().is_none() {
+                self.set_brokers_down(Some(Instant::now()));
+            }
+            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
+        } else {
+            tracing::warn!(consumer = %self.label, error = %error, "Kafka client error: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut st = self.state();
+            // Flush and wait, so what we consumed from these partitions is committed by us
+            // before their new owner starts; whatever cannot finish in time is not committed
+            // (the new owner consumes it again: at-least-once, and InfluxDB overwrites the
+            // identical points).
+            st.flush(true);
+            let deadline = Instant::now() + st.settings.shutdown_timeout;
+            st.wait_all(consumer, deadline);
+            st.commit(consumer, CommitMode::Sync);
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for &p in &parts {
+                st.tracker.forget(p);
+                st.uncommitted.remove(&p);
+            }
+            st.paused = false;
+            tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.state().paused = false;
+                tracing::info!(consumer = %self.label, partitions = ?parts, "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(consumer = %self.label, error = %e, "rebalance failed")
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+impl State {
+    /// Hands the current batch to the runtime unless it is empty or (when `force` is false)
+    /// the in-flight bound is reached.
+    fn flush(&mut self, force: bool) -> bool {
+        if self.batch.is_empty()
+            || (!force && self.in_flight >= self.settings.max_batches_in_flight)
+        {
+            return false;
+        }
+        self.next_id += 1;
+        let fresh = PendingBatch::new(
+            self.next_id,
+            &self.settings.routing,
+            self.settings.batch_size,
+        );
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        let id = batch.id;
+        self.stats
+            .sanitized
+            .fetch_add(batch.sanitized as u64, Ordering::Relaxed);
+        let (tx, writer, dead, stats) = (
+            self.done_tx.clone(),
+            self.writer.clone(),
+            self.dead.clone(),
+            self.stats.clone(),
+        );
+        self.rt.spawn(async move {
+            let result = process_batch(batch, writer, dead, stats).await;
+            let _ = tx.send(Done { id, result });
+        });
+        self.in_flight += 1;
+        true
+    }
+
+    fn finish(&mut self, d: Done) {
+        self.in_flight -= 1;
+        match d.result {
+            Ok(()) => self.tracker.complete(d.id),
+            Err(e) => {
+                tracing::warn!(consumer = %self.label, batch = d.id, error = %e, "batch abandoned; its offsets stay uncommitted")
+            }
+        }
+    }
+
+    /// Takes finished batches without blocking and commits what became committable.
+    fn drain(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let mut any = false;
+        while let Ok(d) = self.done_rx.try_recv() {
+            self.finish(d);
+            any = true;
+        }
+        if any {
+            self.commit(consumer, CommitMode::Async);
+        }
+    }
+
+    /// Waits for every in-flight batch, until `deadline`.
+    fn wait_all(&mut self, _consumer: &BaseConsumer<Ctx>, deadline: Instant) {
+        while self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.done_rx.recv_timeout(left) {
+                Ok(d) => self.finish(d),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn commit(&mut self, consumer: &BaseConsumer<Ctx>, mode: CommitMode) {
+        for (p, o) in self.tracker.committable() {
+            self.uncommitted.insert(p, o);
+        }
+        if self.uncommitted.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in &self.uncommitted {
+            if let Err(e) = tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o)) {
+                tracing::warn!(consumer = %self.label, error = %e, "cannot build commit");
+                return;
+            }
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(consumer = %self.label, offsets = ?self.uncommitted, "committed");
+                self.uncommitted.clear();
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.label, error = %e, offsets = ?self.uncommitted, "commit failed; will retry")
+            }
+        }
+    }
+}
+
+/// Creates the consumer, subscribes, and starts its thread.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_consumer(
+    settings: Arc<PipelineSettings>,
+    index: usize,
+    writer: Writer,
+    dead: Arc<DeadLetters>,
+    stats: Arc<PipelineStats>,
+    control: Arc<Control>,
+    cancel: CancellationToken,
+    rt: tokio::runtime::Handle,
+) -> Result<ConsumerHandle, KafkaError> {
+    let label = format!("{}-{index}", settings.name);
+    let mut cc = ClientConfig::new();
+    for (k, v) in &settings.consumer_properties {
+        cc.set(k, v);
+    }
+    if let Some(id) = &settings.group_instance_id {
+        cc.set(
+            "group.instance.id",
+            format!("{id}-{}-{index}", settings.name),
+        );
+    }
+    let (done_tx, done_rx) = channel();
+    let state = State {
+        converter: Converter::new(settings.converter_policy, settings.max_message_bytes),
+        batch: PendingBatch::new(1, &settings.routing, settings.batch_size),
+        next_id: 1,
+        in_flight: 0,
+        tracker: OffsetTracker::default(),
+        uncommitted: Default::default(),
+        done_tx,
+        done_rx,
+        keep_payload: dead.target.is_some(),
+        writer,
+        dead,
+        stats,
+        rt,
+        paused: false,
+        label: label.clone(),
+        settings: settings.clone(),
+    };
+    let ctx = Ctx {
+        state: Mutex::new(state),
+        brokers_down_since: Mutex::new(None),
+        label: label.clone(),
+    };
+    let consumer: BaseConsumer<Ctx> = cc.create_with_context(ctx)?;
+    consumer.subscribe(&[settings.topic.as_str()])?;
+    let thread_label = label.clone();
+    let thread = std::thread::Builder::new()
+        .name(label.clone())
+        .spawn(move || run(consumer, settings, control, cancel, thread_label))
+        .map_err(|e| KafkaError::ClientCreation(format!("cannot start consumer thread: {e}")))?;
+    Ok(ConsumerHandle { label, thread })
+}
+
+fn run(
+    consumer: BaseConsumer<Ctx>,
+    settings: Arc<PipelineSettings>,
+    control: Arc<Control>,
+    cancel: CancellationToken,
+    label: String,
+) {
+    let ctx = consumer.context().clone();
+    let batch_size = settings.batch_size;
+    loop {
+        if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
+            break;
+        }
+        let timeout = {
+            let mut st = ctx.state();
+            st.drain(&consumer);
+            let due_at = due(st.batch.started, settings.max_wait);
+            let now = Instant::now();
+            if st.batch.len() >= batch_size || due_at.is_some_and(|d| now >= d) {
+                st.flush(false);
+            }
+            // Backpressure: a full batch with no room to send it pauses the partitions; polling
+            // goes on (group membership, callbacks) but fetches nothing.
+            let blocked =
+                st.batch.len() >= batch_size && st.in_flight >= settings.max_batches_in_flight;
+            if blocked != st.paused
+                && let Ok(assigned) = consumer.assignment()
+            {
+                let r = if blocked {
+                    consumer.pause(&assigned)
+                } else {
+                    consumer.resume(&assigned)
+                };
+                match r {
+                    Ok(()) => {
+                        st.paused = blocked;
+                        tracing::debug!(consumer = %label, paused = blocked, in_flight = st.in_flight, "backpressure");
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = %label, error = %e, "pause/resume failed")
+                    }
+                }
+            }
+            let until_due = due(st.batch.started, settings.max_wait)
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(100));
+            until_due.clamp(Duration::from_millis(1), Duration::from_millis(100))
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                ctx.set_brokers_down(None);
+                let mut st = ctx.state();
+                st.stats.consumed.fetch_add(1, Ordering::Relaxed);
+                let (partition, offset) = (m.partition(), m.offset());
+                let id = st.batch.id;
+                st.tracker.record(partition, id, offset);
+                let State {
+                    batch,
+                    converter,
+                    settings,
+                    keep_payload,
+                    ..
+                } = &mut *st;
+                batch.add(
+                    converter,
+                    settings.kind,
+                    &settings.routing,
+                    *keep_payload,
+                    partition,
+                    offset,
+                    m.payload().unwrap_or(&[]),
+                );
+            }
+            Some(Err(e)) => tracing::warn!(consumer = %label, error = %e, "Kafka consume error"),
+            None => {}
+        }
+        if let Some(since) = ctx.brokers_down()
+            && since.elapsed() >= settings.brokers_down_exit
+        {
+            if consumer
+                .fetch_metadata(Some(&settings.topic), Duration::from_secs(2))
+                .is_ok()
+            {
+                ctx.set_brokers_down(None);
+            } else {
+                tracing::error!(consumer = %label, seconds = since.elapsed().as_secs(), "every Kafka broker has been unreachable too long; exiting");
+                control.fatal.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    shutdown(&consumer, &settings, &cancel, &label);
+}
+
+/// Flushes, waits for in-flight writes up to the shutdown timeout (then abandons them),
+/// commits what was written and leaves the group.
+fn shutdown(
+    consumer: &BaseConsumer<Ctx>,
+    settings: &PipelineSettings,
+    cancel: &CancellationToken,
+    label: &str,
+) {
+    let ctx = consumer.context();
+    let mut st = ctx.state();
+    st.drain(consumer);
+    st.flush(true);
+    let deadline = Instant::now() + settings.shutdown_timeout;
+    st.wait_all(consumer, deadline);
+    if st.in_flight > 0 {
+        tracing::warn!(consumer = %label, in_flight = st.in_flight, "shutdown timeout: abandoning in-flight writes (they stay uncommitted)");
+        cancel.cancel();
+        st.wait_all(consumer, Instant::now() + Duration::from_secs(5));
+    }
+    st.commit(consumer, CommitMode::Sync);
+    drop(st);
+    consumer.unsubscribe();
+    tracing::info!(consumer = %label, "consumer stopped");
+}

@@ -1,0 +1,139 @@
+//! Pipelines: Kafka partitions → batches of lines → the sink → commits.
+//!
+//! One pipeline per enabled topic, `num_processors` consumers each. A consumer runs on its own
+//! OS thread (decode and encode never run on the async runtime's workers); it fills a batch,
+//! hands it to the runtime to be written and dead-lettered, and keeps consuming while up to
+//! `max_batches_in_flight` batches are in flight. Offsets are committed per partition only up
+//! to where every message is written or dead-lettered ([`offsets`]). Must never: commit a
+//! message that is not written or dead-lettered, commit for a partition it no longer owns, or
+//! let memory grow while the sink cannot keep up (it pauses the partitions instead).
+
+pub mod batch;
+mod consumer;
+pub mod deadletter;
+pub mod offsets;
+
+pub use consumer::{ConsumerHandle, spawn_consumer};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::convert::Kind;
+use crate::sink::{Batch, WriteError, Writer};
+use batch::{PendingBatch, Routing};
+use deadletter::{DeadLetter, DeadLetters};
+
+/// What every consumer of one pipeline needs.
+pub struct PipelineSettings {
+    /// `metrics` or `alarms`: logs and `group.instance.id`.
+    pub name: &'static str,
+    pub kind: Kind,
+    pub topic: String,
+    pub batch_size: usize,
+    pub max_wait: Duration,
+    pub max_batches_in_flight: usize,
+    pub routing: Routing,
+    pub converter_policy: crate::Policy,
+    pub max_message_bytes: usize,
+    /// librdkafka consumer properties (bootstrap, group, pass-through).
+    pub consumer_properties: Vec<(String, String)>,
+    /// Static membership: consumer `i` uses `<this>-<name>-<i>` as `group.instance.id`.
+    pub group_instance_id: Option<String>,
+    pub brokers_down_exit: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub consumed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub sanitized: AtomicU64,
+    pub batches: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// Process-wide signals between the daemon and its consumers.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set on SIGTERM/SIGINT: stop fetching, finish, commit, leave.
+    pub stop: AtomicBool,
+    /// Set by a consumer that found every broker unreachable for too long.
+    pub fatal: AtomicBool,
+}
+
+/// A finished batch reported back to its consumer.
+#[derive(Debug)]
+pub struct Done {
+    pub id: u64,
+    /// `Ok`: every message written or dead-lettered; `Err`: abandoned at shutdown.
+    pub result: Result<(), WriteError>,
+}
+
+/// Writes a batch's lines and dead-letters its rejects; the consumer commits once it's `Ok`.
+pub async fn process_batch(
+    batch: PendingBatch,
+    writer: Writer,
+    dead: Arc<DeadLetters>,
+    stats: Arc<PipelineStats>,
+) -> Result<(), WriteError> {
+    let PendingBatch {
+        groups,
+        sources,
+        payloads,
+        rejected,
+        ..
+    } = batch;
+    let payloads = payloads.freeze();
+    let payload_of = |i: usize| -> Bytes { payloads.slice(sources[i].payload.clone()) };
+    let mut letters: Vec<DeadLetter> = rejected
+        .into_iter()
+        .map(|(i, r)| DeadLetter {
+            partition: sources[i].partition,
+            offset: sources[i].offset,
+            reason: r.reason(),
+            detail: r.to_string(),
+            payload: payload_of(i),
+        })
+        .collect();
+    for g in groups {
+        if g.line_ends.is_empty() {
+            continue;
+        }
+        let report = writer
+            .write(&g.db, &Batch::new(g.lines, g.line_ends))
+            .await?;
+        for r in report.rejected {
+            let i = g.sources[r.index];
+            letters.push(DeadLetter {
+                partition: sources[i].partition,
+                offset: sources[i].offset,
+                reason: "influxdb_rejected",
+                detail: r.reason,
+                payload: payload_of(i),
+            });
+        }
+    }
+    for d in &letters {
+        dead.send(d).await?;
+    }
+    stats
+        .rejected
+        .fetch_add(letters.len() as u64, Ordering::Relaxed);
+    if dead.target.is_some() {
+        stats
+            .dead_lettered
+            .fetch_add(letters.len() as u64, Ordering::Relaxed);
+    }
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// When a batch started at `started` is due.
+pub fn due(started: Option<Instant>, max_wait: Duration) -> Option<Instant> {
+    started.map(|s| s + max_wait)
+}
