@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod strategy;
 
 use std::io::{Read, Write};

@@ -1,0 +1,203 @@
+//! A real Kafka-protocol broker for end-to-end tests (tansu 0.6, sqlite storage, in a temp
+//! dir on a free port), a producer into it, and the persister binary as a child process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{TempDir, free_port};
+
+pub struct Tansu {
+    child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let dir = TempDir::new("tansu");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.0.join("tansu.log")).unwrap();
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db", "--silent"])
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (cargo install tansu --version 0.6.0 --locked --features libsql)");
+        let t = Tansu { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tansu did not listen on {port}");
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new("tansu")
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "creating topic {name}");
+    }
+
+    /// Produces every payload (round-robin over partitions) and waits for acknowledgement.
+    pub fn produce<'a>(
+        &self,
+        topic: &str,
+        partitions: i32,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("linger.ms", "20")
+            .set("queue.buffering.max.messages", "200000")
+            .create()
+            .unwrap();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let mut rec = BaseRecord::<(), [u8]>::to(topic)
+                .payload(payload)
+                .partition(i as i32 % partitions);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        p.poll(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        p.flush(Duration::from_secs(60)).expect("all produced");
+    }
+
+    /// Sum of the committed offsets of `group` on `topic` (0 where none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        match c.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(got) => got
+                .elements()
+                .iter()
+                .map(|e| {
+                    if let Offset::Offset(o) = e.offset() {
+                        o
+                    } else {
+                        0
+                    }
+                })
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The persister binary running a config file, its output in `<dir>/persister.log`.
+pub struct Persister {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Persister {
+    pub fn start(config: &std::path::Path) -> Self {
+        let log = config.with_file_name("persister.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
+            .arg("--config-file")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start monasca-persister");
+        Persister { child, log }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for exit up to `limit`; `None` if still running.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,383 @@
+//! End to end: the real binary, a real InfluxDB 1.6 and the tansu Kafka broker, all started
+//! here on free ports. The tests run one at a time (they share the machine's two cores).
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::kafka::{Persister, Tansu};
+use common::{Influx, TempDir};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const BASE_TS: i64 = 1_700_000_000_000;
+
+fn metric(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"metric":{{"name":"e2e.metric","dimensions":{{"hostname":"h{}","service":"s"}},"timestamp":{},"value":{i}.5,"value_meta":null}},"meta":{{"tenantId":"tenant-{}","region":"RegionOne"}},"creation_time":1}}"#,
+        i % 50,
+        BASE_TS + i as i64,
+        i % 3
+    )
+    .into_bytes()
+}
+
+fn alarm(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"alarm-transitioned":{{"tenantId":"tenant-1","alarmId":"alarm-{i}","alarmDefinitionId":"d","alarmName":"n","alarmDescription":"","metrics":[{{"id":null,"name":"cpu","dimensions":{{"hostname":"h"}}}}],"oldState":"OK","newState":"ALARM","actionsEnabled":true,"stateChangeReason":"r {i}","severity":"LOW","subAlarms":[],"timestamp":{}}}}}"#,
+        BASE_TS + i as i64
+    )
+    .into_bytes()
+}
+
+fn count(influx: &Influx, what: &str) -> i64 {
+    let v = influx.query("mon", what);
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+fn metric_points(influx: &Influx) -> i64 {
+    count(influx, r#"SELECT count(value) FROM "e2e.metric""#)
+}
+
+fn alarm_points(influx: &Influx) -> i64 {
+    count(influx, "SELECT count(alarm_id) FROM alarm_state_history")
+}
+
+fn wait_until(what: &str, limit: Duration, p: &Persister, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = p.log_text();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    panic!(
+        "timed out waiting for {what}; persister log tail:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}
+
+struct Setup {
+    influx: Influx,
+    tansu: Tansu,
+    dir: TempDir,
+}
+
+fn setup() -> Setup {
+    let influx = Influx::start();
+    let tansu = Tansu::start();
+    tansu.create_topic("metrics", 4);
+    tansu.create_topic("alarm-state-transitions", 1);
+    Setup {
+        influx,
+        tansu,
+        dir: TempDir::new("e2e"),
+    }
+}
+
+/// A TOML config for this setup; `extra` is appended (more keys or sections).
+fn toml_config(s: &Setup, kafka_extra: &str, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[kafka]
+uri = "{bootstrap}"
+brokers_down_exit_seconds = 120
+{kafka_extra}
+
+[kafka_metrics]
+batch_size = 5000
+max_wait_time_seconds = 0.5
+
+[kafka_alarm_history]
+batch_size = 100
+max_wait_time_seconds = 0.5
+
+[influxdb]
+port = {port}
+database_name = "mon"
+retry_initial_ms = 50
+retry_max_seconds = 1.0
+
+[persister]
+shutdown_timeout_seconds = 10
+{extra}
+"#,
+        bootstrap = s.tansu.bootstrap(),
+        port = s.influx.port,
+    );
+    let path = s.dir.0.join("persister.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn hundred_thousand_metrics_and_a_thousand_alarms_land_exactly() {
+    let _g = serial();
+    let s = setup();
+    let mut p = Persister::start(&toml_config(&s, "", ""));
+    let metrics: Vec<Vec<u8>> = (0..100_000).map(metric).collect();
+    let alarms: Vec<Vec<u8>> = (0..1000).map(alarm).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    s.tansu.produce(
+        "alarm-state-transitions",
+        1,
+        alarms.iter().map(Vec::as_slice),
+    );
+    wait_until(
+        "100 000 metric points",
+        Duration::from_secs(180),
+        &p,
+        || metric_points(&s.influx) == 100_000,
+    );
+    wait_until("1 000 alarm points", Duration::from_secs(60), &p, || {
+        alarm_points(&s.influx) == 1000
+    });
+    wait_until("offsets committed", Duration::from_secs(30), &p, || {
+        s.tansu.committed("1_metrics", "metrics", 4) == 100_000
+            && s.tansu
+                .committed("1_alarm-state-transitions", "alarm-state-transitions", 1)
+                == 1000
+    });
+    p.signal("-TERM");
+    let status = p
+        .wait(Duration::from_secs(20))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{}", p.log_text());
+    assert_eq!(
+        metric_points(&s.influx),
+        100_000,
+        "nothing more, nothing less"
+    );
+}
+
+#[test]
+fn sigterm_mid_stream_exits_zero_and_commits_match_what_influxdb_holds() {
+    let _g = serial();
+    let s = setup();
+    let mut p = Persister::start(&toml_config(&s, "", ""));
+    let metrics: Vec<Vec<u8>> = (0..60_000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until("a first part written", Duration::from_secs(120), &p, || {
+        metric_points(&s.influx) > 5000
+    });
+    let t0 = Instant::now();
+    p.signal("-TERM");
+    let status = p
+        .wait(Duration::from_secs(15))
+        .expect("exits within the shutdown timeout");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    let stored = metric_points(&s.influx);
+    let committed = s.tansu.committed("1_metrics", "metrics", 4);
+    eprintln!("stored at SIGTERM: {stored}, committed: {committed}");
+    assert!(stored < 60_000, "the signal must land mid-stream");
+    assert_eq!(
+        committed, stored,
+        "committed offsets = points stored (each message one point)"
+    );
+    // A restart picks up from the commits and finishes the rest.
+    let p2 = Persister::start(&toml_config(&s, "", ""));
+    wait_until(
+        "all 60 000 after restart",
+        Duration::from_secs(180),
+        &p2,
+        || metric_points(&s.influx) == 60_000,
+    );
+}
+
+#[test]
+fn kill_9_mid_stream_and_restart_loses_no_point() {
+    let _g = serial();
+    let s = setup();
+    // tansu never expires a member that died without leaving; static membership lets the
+    // restarted consumer take its partitions back.
+    let cfg = toml_config(&s, r#"group_instance_id = "e2e-node""#, "");
+    let mut p = Persister::start(&cfg);
+    let metrics: Vec<Vec<u8>> = (0..50_000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until("mid-stream", Duration::from_secs(120), &p, || {
+        metric_points(&s.influx) > 5000
+    });
+    p.signal("-KILL");
+    p.wait(Duration::from_secs(5)).expect("killed");
+    let at_kill = metric_points(&s.influx);
+    eprintln!("points stored when killed: {at_kill}");
+    assert!(at_kill < 50_000, "the kill must land mid-stream");
+    let p2 = Persister::start(&cfg);
+    wait_until(
+        "all 50 000 after kill -9 and restart",
+        Duration::from_secs(180),
+        &p2,
+        || metric_points(&s.influx) == 50_000,
+    );
+}
+
+#[test]
+fn influxdb_outage_pauses_then_every_point_lands_with_bounded_memory() {
+    let _g = serial();
+    let mut s = setup();
+    let p = Persister::start(&toml_config(&s, "", ""));
+    let first: Vec<Vec<u8>> = (0..10_000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, first.iter().map(Vec::as_slice));
+    wait_until("first 10 000", Duration::from_secs(120), &p, || {
+        metric_points(&s.influx) == 10_000
+    });
+    s.influx.stop();
+    let rest: Vec<Vec<u8>> = (10_000..60_000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, rest.iter().map(Vec::as_slice));
+    let mut peak = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(p.rss_kib());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        p.child.id() > 0 && p.rss_kib() > 0,
+        "still running during the outage"
+    );
+    s.influx.restart();
+    wait_until(
+        "all 60 000 after the outage",
+        Duration::from_secs(180),
+        &p,
+        || metric_points(&s.influx) == 60_000,
+    );
+    assert!(
+        peak < 200 * 1024,
+        "RSS peaked at {peak} KiB during the outage"
+    );
+    assert!(
+        p.log_text().contains("retrying"),
+        "the outage was noticed and retried"
+    );
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_lands() {
+    let _g = serial();
+    let s = setup();
+    s.tansu.create_topic("dlq", 1);
+    let mut p = Persister::start(&toml_config(&s, r#"dead_letter_topic = "dlq""#, ""));
+    let mut payloads = Vec::new();
+    let mut poison = Vec::new();
+    for i in 0..10_000 {
+        let m = match i % 100 {
+            7 => b"{not json".to_vec(),
+            42 => format!(r#"{{"metric":{{"name":"e2e.metric","timestamp":{},"value":"NaN"}},"meta":{{"tenantId":"t","region":"r"}}}}"#, BASE_TS + i).into_bytes(),
+            77 => format!(r#"{{"metric":{{"name":"e2e.metric","dimensions":{{"path":"c:\\"}},"timestamp":{},"value":1}},"meta":{{"tenantId":"t","region":"r"}}}}"#, BASE_TS + i).into_bytes(),
+            _ => metric(i as usize),
+        };
+        if matches!(i % 100, 7 | 42 | 77) {
+            poison.push(m.clone());
+        }
+        payloads.push(m);
+    }
+    s.tansu
+        .produce("metrics", 4, payloads.iter().map(Vec::as_slice));
+    wait_until("every valid point", Duration::from_secs(120), &p, || {
+        metric_points(&s.influx) == 9_700
+    });
+    wait_until("everything committed", Duration::from_secs(30), &p, || {
+        s.tansu.committed("1_metrics", "metrics", 4) == 10_000
+    });
+
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", s.tansu.bootstrap())
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["dlq"]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < poison.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let headers = m.headers().expect("dead letters carry headers");
+            let h = |k: &str| {
+                headers
+                    .iter()
+                    .find(|h| h.key == k)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            letters.push((
+                m.payload().unwrap_or_default().to_vec(),
+                h("reason"),
+                h("source_topic"),
+                h("source_offset"),
+            ));
+        }
+    }
+    assert_eq!(
+        letters.len(),
+        poison.len(),
+        "one dead letter per poison message"
+    );
+    let mut reasons: Vec<String> = letters.iter().map(|l| l.1.clone()).collect();
+    reasons.sort();
+    reasons.dedup();
+    assert_eq!(
+        reasons,
+        vec!["invalid_json", "non_finite", "unrepresentable"]
+    );
+    for l in &letters {
+        assert!(poison.contains(&l.0), "payload is the raw message");
+        assert_eq!(l.2, "metrics");
+        assert!(!l.3.is_empty());
+    }
+    p.signal("-TERM");
+    assert!(p.wait(Duration::from_secs(20)).expect("exits").success());
+}
+
+#[test]
+fn the_python_persisters_ini_file_starts_the_daemon() {
+    let _g = serial();
+    let s = setup();
+    let ini = format!(
+        "[DEFAULT]\ndebug = False\n\n[repositories]\nmetrics_driver = monasca_persister.repositories.influxdb.metrics_repository:MetricInfluxdbRepository\n\n[zookeeper]\nuri = 127.0.0.1:2181\npartition_interval_recheck_seconds = 15\n\n[kafka]\nuri = {bs}\n\n[kafka_alarm_history]\nenabled = True\nuri = $kafka.uri\ngroup_id = 1_alarm-state-transitions\ntopic = alarm-state-transitions\nconsumer_id = 1\nclient_id = 1\nbatch_size = 1\nmax_wait_time_seconds = 1\nfetch_size_bytes = 4096\n\n[kafka_metrics]\nenabled = True\nuri = $kafka.uri\ngroup_id = 1_metrics\ntopic = metrics\nbatch_size = 500\nmax_wait_time_seconds = 1\n\n[influxdb]\ndatabase_name = mon\nip_address = 127.0.0.1\nport = {port}\nuser =\npassword =\n",
+        bs = s.tansu.bootstrap(),
+        port = s.influx.port
+    );
+    let path = s.dir.0.join("monasca-persister.conf");
+    std::fs::write(&path, ini).unwrap();
+    let mut p = Persister::start(&path);
+    let metrics: Vec<Vec<u8>> = (0..1000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    let alarms: Vec<Vec<u8>> = (0..10).map(alarm).collect();
+    s.tansu.produce(
+        "alarm-state-transitions",
+        1,
+        alarms.iter().map(Vec::as_slice),
+    );
+    wait_until(
+        "1 000 metrics and 10 alarms",
+        Duration::from_secs(120),
+        &p,
+        || metric_points(&s.influx) == 1000 && alarm_points(&s.influx) == 10,
+    );
+    assert!(
+        p.log_text().contains("zookeeper.uri"),
+        "unused keys reported"
+    );
+    p.signal("-TERM");
+    assert!(p.wait(Duration::from_secs(20)).expect("exits").success());
+}
