@@ -45,6 +45,20 @@ enum Command {
         /// Input file; standard input when absent or `-`.
         file: Option<PathBuf>,
     },
+    /// Send each line of a file (or stdin) as one Kafka message.
+    Produce {
+        /// Bootstrap brokers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Topic to produce to.
+        #[arg(long)]
+        topic: String,
+        /// librdkafka properties, `key=value` (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+        /// Input file; standard input when absent or `-`.
+        file: Option<PathBuf>,
+    },
     /// Accept InfluxDB writes, count the points and drop them (for throughput benchmarks).
     DiscardSink {
         /// Address to listen on.
@@ -68,6 +82,30 @@ fn main() -> ExitCode {
         return daemon(&args.config_file, args.check_config);
     };
     match command {
+        Command::Produce {
+            brokers,
+            topic,
+            properties,
+            file,
+        } => {
+            let result = match file.filter(|f| f.as_os_str() != "-") {
+                Some(path) => match File::open(&path) {
+                    Ok(f) => cli::produce::run(&brokers, &topic, &properties, BufReader::new(f)),
+                    Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+                },
+                None => cli::produce::run(&brokers, &topic, &properties, io::stdin().lock()),
+            };
+            match result {
+                Ok(n) => {
+                    eprintln!("produced {n} messages to {topic}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("monasca-persister produce: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::DiscardSink {
             listen,
             report_every,
@@ -249,8 +287,18 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stdout))
+        .with(
+            fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_writer(std::io::stdout),
+        )
         .with(file)
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
 }

@@ -259,6 +259,7 @@ fn influxdb_outage_pauses_then_every_point_lands_with_bounded_memory() {
         &p,
         || metric_points(&s.influx) == 60_000,
     );
+    eprintln!("peak RSS during the outage: {peak} KiB");
     assert!(
         peak < 200 * 1024,
         "RSS peaked at {peak} KiB during the outage"

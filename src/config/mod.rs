@@ -576,3 +576,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shipped_files {
+    #[test]
+    fn the_documented_sample_config_loads_and_equals_the_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/monasca-persister.toml");
+        let sample = super::load(&path).expect("sample config loads").config;
+        let empty = std::env::temp_dir().join(format!("mp-empty-{}.toml", std::process::id()));
+        std::fs::write(&empty, "").unwrap();
+        let defaults = super::load(&empty).unwrap().config;
+        assert_eq!(
+            sample.to_redacted_toml(),
+            defaults.to_redacted_toml(),
+            "every documented default is the real one"
+        );
+    }
+}
