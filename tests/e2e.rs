@@ -89,11 +89,16 @@ fn setup() -> Setup {
 
 /// A TOML config for this setup; `extra` is appended (more keys or sections).
 fn toml_config(s: &Setup, kafka_extra: &str, extra: &str) -> std::path::PathBuf {
+    let down = if kafka_extra.contains("brokers_down_exit_seconds") {
+        ""
+    } else {
+        "brokers_down_exit_seconds = 120"
+    };
     let text = format!(
         r#"
 [kafka]
 uri = "{bootstrap}"
-brokers_down_exit_seconds = 120
+{down}
 {kafka_extra}
 
 [kafka_metrics]
@@ -381,4 +386,23 @@ fn the_python_persisters_ini_file_starts_the_daemon() {
     );
     p.signal("-TERM");
     assert!(p.wait(Duration::from_secs(20)).expect("exits").success());
+}
+
+#[test]
+fn all_brokers_down_for_too_long_exits_non_zero() {
+    let _g = serial();
+    let mut s = setup();
+    let mut p = Persister::start(&toml_config(&s, "brokers_down_exit_seconds = 3", ""));
+    let metrics: Vec<Vec<u8>> = (0..100).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until("first points", Duration::from_secs(60), &p, || {
+        metric_points(&s.influx) == 100
+    });
+    drop(std::mem::replace(&mut s.tansu, Tansu::start()));
+    let status = p
+        .wait(Duration::from_secs(60))
+        .expect("exits once the brokers are gone long enough");
+    assert_eq!(status.code(), Some(1), "{}", p.log_text());
+    assert!(p.log_text().contains("unreachable too long"));
 }
