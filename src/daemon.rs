@@ -49,6 +49,8 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let cancel = CancellationToken::new();
+    // The admin endpoint outlives the write cancellation, so /metrics answers to the end.
+    let admin_stop = CancellationToken::new();
     let control = Arc::new(Control::default());
     let stats = Arc::new(PipelineStats::default());
     let writer = {
@@ -162,6 +164,25 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
         }
     }
 
+    if !config.persister.admin_listen.is_empty() {
+        let state = Arc::new(crate::admin::AdminState {
+            pipeline: stats.clone(),
+            writer: writer.stats(),
+            started: std::time::Instant::now(),
+        });
+        let addr = config.persister.admin_listen.clone();
+        let stop = admin_stop.clone();
+        rt.spawn(async move {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => {
+                    tracing::info!(address = %addr, "admin endpoint listening (/metrics, /healthz, /ready)");
+                    crate::admin::serve(l, state, stop).await;
+                }
+                Err(e) => tracing::error!(address = %addr, error = %e, "admin endpoint not started"),
+            }
+        });
+    }
+
     // Wait for a signal, a fatal condition, or a consumer thread that ended on its own.
     let exit = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -191,6 +212,7 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
         }
     }
     cancel.cancel();
+    admin_stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(5));
     tracing::info!(
         consumed = stats.consumed.load(Ordering::Relaxed),

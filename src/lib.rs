@@ -30,8 +30,10 @@
 //! ```
 //!
 //! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
-//! flow: `cli` (operator commands: `convert`, `discard-sink`).
+//! flow: `stats` and `admin` (self-metrics, `/metrics`, `/healthz`, `/ready`), `cli` (operator
+//! commands: `convert`, `produce`, `loadgen`, `discard-sink`).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod convert;
@@ -40,6 +42,7 @@ pub mod decode;
 pub mod encode;
 pub mod pipeline;
 pub mod sink;
+pub mod stats;
 
 pub use convert::{Converter, Kind, Reject};
 pub use encode::Policy;

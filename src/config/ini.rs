@@ -78,6 +78,8 @@ const KEYS: &[(&str, &[(&str, Ty)])] = &[
             ("shutdown_timeout_seconds", Ty::Float),
             ("log_level", Ty::Str),
             ("log_dir", Ty::Str),
+            ("admin_listen", Ty::Str),
+            ("statistics_interval_ms", Ty::Int),
         ],
     ),
 ];

@@ -165,6 +165,10 @@ pub struct PersisterConfig {
     pub log_level: String,
     /// Also write logs to `<log_dir>/monasca-persister.log`. Empty: standard output only.
     pub log_dir: String,
+    /// Address of the admin endpoint (`/metrics`, `/healthz`, `/ready`). Empty: off.
+    pub admin_listen: String,
+    /// How often librdkafka reports statistics (consumer lag), in milliseconds.
+    pub statistics_interval_ms: u64,
 }
 
 impl Default for PersisterConfig {
@@ -176,6 +180,8 @@ impl Default for PersisterConfig {
             shutdown_timeout_seconds: 30.0,
             log_level: "info".into(),
             log_dir: String::new(),
+            admin_listen: "127.0.0.1:9091".into(),
+            statistics_interval_ms: 5000,
         }
     }
 }
@@ -396,6 +402,18 @@ impl Config {
         }
         if self.persister.max_batches_in_flight == 0 {
             return bad("persister.max_batches_in_flight", "must be at least 1");
+        }
+        if !self.persister.admin_listen.is_empty()
+            && self
+                .persister
+                .admin_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return bad(
+                "persister.admin_listen",
+                "must be an address like 127.0.0.1:9091 (or empty)",
+            );
         }
         if self.persister.max_message_bytes == 0 {
             return bad("persister.max_message_bytes", "must be at least 1");

@@ -22,6 +22,9 @@ use crate::convert::Converter;
 use crate::sink::Writer;
 use std::sync::atomic::Ordering;
 
+/// One loop turn in this many is timed for the poll/convert time counters.
+const SAMPLE: u32 = 16;
+
 /// A running consumer thread.
 pub struct ConsumerHandle {
     pub label: String,
@@ -48,12 +51,17 @@ struct State {
     keep_payload: bool,
     paused: bool,
     label: String,
+    /// Messages consumed per partition since the last flush (published with the batch).
+    counted: std::collections::HashMap<i32, u64>,
 }
 
 struct Ctx {
     state: Mutex<State>,
     brokers_down_since: Mutex<Option<Instant>>,
     label: String,
+    /// For the statistics callback (lag) and assignment counts, without taking `state`.
+    stats: Arc<PipelineStats>,
+    topic: String,
 }
 
 impl Ctx {
@@ -87,6 +95,18 @@ impl ClientContext for Ctx {
                 tracing::warn!(consumer = %self.label, facility = fac, "librdkafka: {msg}")
             }
             _ => tracing::debug!(consumer = %self.label, facility = fac, "librdkafka: {msg}"),
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(t) = statistics.topics.get(&self.topic) {
+            for (p, ps) in &t.partitions {
+                if *p >= 0 && ps.consumer_lag >= 0 {
+                    self.stats
+                        .lag
+                        .set((self.topic.clone(), *p), ps.consumer_lag);
+                }
+            }
         }
     }
 
@@ -124,7 +144,12 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Ok(a) = consumer.assignment() {
+            self.stats
+                .assigned
+                .set(self.label.clone(), a.count() as i64);
+        }
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -276,9 +301,12 @@ pub fn spawn_consumer(
         rt,
         paused: false,
         label: label.clone(),
+        counted: Default::default(),
         settings: settings.clone(),
     };
     let ctx = Ctx {
+        stats: state.stats.clone(),
+        topic: settings.topic.clone(),
         state: Mutex::new(state),
         brokers_down_since: Mutex::new(None),
         label: label.clone(),
@@ -302,6 +330,7 @@ fn run(
 ) {
     let ctx = consumer.context().clone();
     let batch_size = settings.batch_size;
+    let mut iteration: u32 = 0;
     loop {
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
@@ -341,12 +370,22 @@ fn run(
                 .unwrap_or(Duration::from_millis(100));
             until_due.clamp(Duration::from_millis(1), Duration::from_millis(100))
         };
-        match consumer.poll(timeout) {
+        // Time is measured on one loop turn in SAMPLE (a clock read costs about as much as a
+        // tenth of a message's conversion) and scaled up.
+        iteration = iteration.wrapping_add(1);
+        let sampled = iteration.is_multiple_of(SAMPLE);
+        let t0 = sampled.then(Instant::now);
+        let polled = consumer.poll(timeout);
+        let t1 = sampled.then(Instant::now);
+        if let (Some(a), Some(b)) = (t0, t1) {
+            ctx.stats.poll_seconds.add((b - a) * SAMPLE);
+        }
+        match polled {
             Some(Ok(m)) => {
                 ctx.set_brokers_down(None);
                 let mut st = ctx.state();
-                st.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 let (partition, offset) = (m.partition(), m.offset());
+                *st.counted.entry(partition).or_insert(0) += 1;
                 let id = st.batch.id;
                 st.tracker.record(partition, id, offset);
                 let State {
@@ -365,6 +404,9 @@ fn run(
                     offset,
                     m.payload().unwrap_or(&[]),
                 );
+                if let Some(b) = t1 {
+                    ctx.stats.convert_seconds.add(b.elapsed() * SAMPLE);
+                }
             }
             Some(Err(e)) => tracing::warn!(consumer = %label, error = %e, "Kafka consume error"),
             None => {}

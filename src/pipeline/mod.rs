@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::convert::Kind;
 use crate::sink::{Batch, WriteError, Writer};
+use crate::stats::{Labelled, Seconds};
 use batch::{PendingBatch, Routing};
 use deadletter::{DeadLetter, DeadLetters};
 
@@ -49,12 +50,26 @@ pub struct PipelineSettings {
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
 #[derive(Debug, Default)]
 pub struct PipelineStats {
+    /// Messages consumed (published per batch).
     pub consumed: AtomicU64,
+    /// Messages rejected (converter or InfluxDB), dead-lettered or not.
     pub rejected: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub sanitized: AtomicU64,
     pub batches: AtomicU64,
     pub commits: AtomicU64,
+    /// Consumed messages by (topic, partition).
+    pub consumed_by: Labelled<(String, i32)>,
+    /// Rejected messages by reason label.
+    pub rejected_by: Labelled<&'static str>,
+    /// Consumer lag by (topic, partition), from librdkafka statistics.
+    pub lag: Labelled<(String, i32)>,
+    /// Partitions assigned, by consumer.
+    pub assigned: Labelled<String>,
+    /// Time consumers spent in `poll` (waiting for and fetching messages) and converting
+    /// (decode + encode into the batch); sampled, see `consumer.rs`.
+    pub poll_seconds: Seconds,
+    pub convert_seconds: Seconds,
 }
 
 /// Process-wide signals between the daemon and its consumers.
@@ -120,6 +135,7 @@ pub async fn process_batch(
     }
     for d in &letters {
         dead.send(d).await?;
+        stats.rejected_by.add(d.reason, 1);
     }
     stats
         .rejected

@@ -203,6 +203,10 @@ pub struct WriterStats {
     pub retries: [AtomicU64; 6],
     /// The latest attempt failed and is being retried.
     pub failing: AtomicBool,
+    /// Duration of each HTTP write request (answered or failed).
+    pub latency: crate::stats::Histogram,
+    /// Line-protocol bytes handed to `write` and not yet decided.
+    pub bytes_in_flight: std::sync::atomic::AtomicI64,
 }
 
 /// The InfluxDB writer. Cheap to clone; all clones share one connection pool and one
@@ -289,14 +293,32 @@ impl Writer {
             _ = inner.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
         };
         let mut report = WriteReport::default();
+        let bytes = batch.body.len() as i64;
+        inner
+            .stats
+            .bytes_in_flight
+            .fetch_add(bytes, Ordering::Relaxed);
+        let result = self.write_chunks(db, batch, &mut report).await;
+        inner
+            .stats
+            .bytes_in_flight
+            .fetch_sub(bytes, Ordering::Relaxed);
+        result?;
+        Ok(report)
+    }
+
+    async fn write_chunks(
+        &self,
+        db: &str,
+        batch: &Batch,
+        report: &mut WriteReport,
+    ) -> Result<(), WriteError> {
+        let inner = &self.inner;
         // Work list of line ranges, in order; splits push their halves back.
         let mut todo: Vec<Range<usize>> = self.chunks(batch);
         todo.reverse();
         while let Some(range) = todo.pop() {
-            match self
-                .send_until_decided(db, batch, &range, &mut report)
-                .await?
-            {
+            match self.send_until_decided(db, batch, &range, report).await? {
                 Fate::Written => report.written += range.len(),
                 Fate::Partial(rejected) => {
                     report.written += range.len() - rejected.len();
@@ -335,7 +357,7 @@ impl Writer {
                 "InfluxDB rejected lines"
             );
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Splits a batch into requests of at most `batch_size` lines and `max_body_bytes` bytes
@@ -374,7 +396,9 @@ impl Writer {
         loop {
             report.requests += 1;
             inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let action = inner.http.write(db, body.clone()).await;
+            inner.stats.latency.observe(started.elapsed());
             let (cause, after, message) = match action {
                 Action::Done => {
                     inner.stats.failing.store(false, Ordering::Relaxed);
@@ -443,7 +467,7 @@ fn identify_partial(
     message: &str,
 ) -> Option<Vec<RejectedLine>> {
     let d = parse_partial(message);
-    if d.unparseable.is_empty() && d.dropped == Some(range.len()) {
+    if d.unparseable.is_empty() && d.type_conflicts.is_empty() && d.dropped == Some(range.len()) {
         // Every point dropped (e.g. "points beyond retention policy"): no need to split.
         return Some(
             range
@@ -564,6 +588,19 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn partial_write_that_dropped_every_point_rejects_them_all() {
+        let b = batch(&["old v=1 1", "old v=2 2"]);
+        let got = identify_partial(
+            &b,
+            &(0..2),
+            "partial write: points beyond retention policy dropped=2",
+        )
+        .unwrap();
+        assert_eq!(got.iter().map(|r| r.index).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(got[0].reason.contains("beyond retention"));
     }
 
     #[test]

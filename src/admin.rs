@@ -1,0 +1,265 @@
+//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/ready`.
+//!
+//! Runs on the async runtime beside the writes, off the per-message path: it only reads the
+//! counters. Must never block or fail the data plane (a bind failure is logged, not fatal).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::PipelineStats;
+use crate::sink::{RetryCause, WriterStats};
+use crate::stats::{header, label, sample};
+
+/// What the endpoint reports on.
+pub struct AdminState {
+    pub pipeline: Arc<PipelineStats>,
+    pub writer: Arc<WriterStats>,
+    pub started: Instant,
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+            _ = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<AdminState>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match req.uri().path() {
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&state)),
+        "/healthz" => reply(
+            StatusCode::OK,
+            "application/json",
+            format!(
+                r#"{{"status":"ok","uptime_seconds":{:.1}}}"#,
+                state.started.elapsed().as_secs_f64()
+            ),
+        ),
+        "/ready" => {
+            let assigned = state.pipeline.assigned.sum();
+            let failing = state.writer.failing.load(Ordering::Relaxed);
+            let ready = assigned > 0 && !failing;
+            let body = format!(
+                r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing}}}"#
+            );
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, "application/json", body)
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    })
+}
+
+/// The Prometheus text exposition of every counter.
+pub fn render(state: &AdminState) -> String {
+    let p = &state.pipeline;
+    let w = &state.writer;
+    let mut out = String::with_capacity(4096);
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+
+    header(
+        &mut out,
+        "monasca_persister_messages_consumed_total",
+        "counter",
+        "Kafka messages consumed.",
+    );
+    for ((topic, partition), v) in p.consumed_by.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_messages_consumed_total{{topic=\"{}\",partition=\"{partition}\"}} {v}",
+            label(&topic)
+        );
+    }
+    header(
+        &mut out,
+        "monasca_persister_messages_rejected_total",
+        "counter",
+        "Messages rejected (not written), by reason.",
+    );
+    for (reason, v) in p.rejected_by.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_messages_rejected_total{{reason=\"{reason}\"}} {v}"
+        );
+    }
+    sample(
+        &mut out,
+        "monasca_persister_messages_sanitized_total",
+        "counter",
+        "Accepted messages whose strings the sanitize policy altered.",
+        c(&p.sanitized),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_dead_letters_total",
+        "counter",
+        "Rejected messages produced to the dead-letter topic.",
+        c(&p.dead_lettered),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_batches_total",
+        "counter",
+        "Batches finished (written and dead-lettered).",
+        c(&p.batches),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_commits_total",
+        "counter",
+        "Offset commits acknowledged.",
+        c(&p.commits),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_points_written_total",
+        "counter",
+        "Points InfluxDB stored.",
+        c(&w.points_written),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_points_rejected_total",
+        "counter",
+        "Points InfluxDB refused for good.",
+        c(&w.points_rejected),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_write_requests_total",
+        "counter",
+        "HTTP write requests sent.",
+        c(&w.requests),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_databases_created_total",
+        "counter",
+        "Databases created.",
+        c(&w.databases_created),
+    );
+    header(
+        &mut out,
+        "monasca_persister_write_retries_total",
+        "counter",
+        "Write retries, by cause.",
+    );
+    for cause in [
+        RetryCause::Auth,
+        RetryCause::Throttled,
+        RetryCause::Server,
+        RetryCause::NotFound,
+        RetryCause::Transport,
+        RetryCause::Timeout,
+    ] {
+        let _ = writeln!(
+            out,
+            "monasca_persister_write_retries_total{{cause=\"{}\"}} {}",
+            cause.as_str(),
+            c(&w.retries[cause as usize])
+        );
+    }
+    w.latency.render_to(
+        &mut out,
+        "monasca_persister_write_duration_seconds",
+        "Duration of HTTP write requests.",
+    );
+    sample(
+        &mut out,
+        "monasca_persister_bytes_in_flight",
+        "gauge",
+        "Line-protocol bytes being written.",
+        w.bytes_in_flight.load(Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_influxdb_failing",
+        "gauge",
+        "1 while the latest write attempt failed and is being retried.",
+        u8::from(w.failing.load(Ordering::Relaxed)),
+    );
+    header(
+        &mut out,
+        "monasca_persister_consumer_lag",
+        "gauge",
+        "Messages behind the partition's end (librdkafka statistics).",
+    );
+    for ((topic, partition), v) in p.lag.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {v}",
+            label(&topic)
+        );
+    }
+    header(
+        &mut out,
+        "monasca_persister_partitions_assigned",
+        "gauge",
+        "Partitions assigned, by consumer.",
+    );
+    for (consumer, v) in p.assigned.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_partitions_assigned{{consumer=\"{}\"}} {v}",
+            label(&consumer)
+        );
+    }
+    sample(
+        &mut out,
+        "monasca_persister_poll_seconds_total",
+        "counter",
+        "Consumer time in Kafka poll (waiting for and fetching messages), sampled.",
+        p.poll_seconds.get(),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_convert_seconds_total",
+        "counter",
+        "Consumer time decoding and encoding messages, sampled.",
+        p.convert_seconds.get(),
+    );
+    sample(
+        &mut out,
+        "monasca_persister_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        state.started.elapsed().as_secs_f64(),
+    );
+    out
+}

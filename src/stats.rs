@@ -1,0 +1,152 @@
+//! Counters and gauges the daemon keeps about itself, and their Prometheus text rendering.
+//!
+//! Hot-path counting stays cheap: consumers count per partition in their own state and
+//! publish per batch; everything else is an atomic add per batch or per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Fixed-bucket histogram of durations (seconds).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            bounds: LATENCY_BOUNDS,
+            buckets: LATENCY_BOUNDS.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders as a Prometheus histogram.
+    pub fn render_to(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Labelled counters or gauges, updated in bulk (per batch), read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct Labelled<K: Ord> {
+    values: Mutex<BTreeMap<K, i64>>,
+}
+
+impl<K: Ord + Clone> Labelled<K> {
+    pub fn add(&self, k: K, v: i64) {
+        if let Ok(mut m) = self.values.lock() {
+            *m.entry(k).or_insert(0) += v;
+        }
+    }
+
+    pub fn set(&self, k: K, v: i64) {
+        if let Ok(mut m) = self.values.lock() {
+            m.insert(k, v);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(K, i64)> {
+        self.values
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn sum(&self) -> i64 {
+        self.values.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+}
+
+/// Seconds, accumulated in microseconds.
+#[derive(Debug, Default)]
+pub struct Seconds(AtomicU64);
+
+impl Seconds {
+    pub fn add(&self, d: Duration) {
+        self.0.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// A `# HELP`/`# TYPE` header.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample with no labels.
+pub fn sample(out: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+/// Escapes a label value.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(2));
+        h.observe(Duration::from_millis(20));
+        h.observe(Duration::from_secs(60));
+        let mut s = String::new();
+        h.render_to(&mut s, "x", "help");
+        assert!(s.contains("x_bucket{le=\"0.0025\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"0.025\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"30\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count 3\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
