@@ -59,6 +59,41 @@ enum Command {
         /// Input file; standard input when absent or `-`.
         file: Option<PathBuf>,
     },
+    /// Produce realistic Monasca metric or alarm messages into Kafka (benchmarks, tests).
+    Loadgen {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Message kind.
+        #[arg(long, value_enum, default_value = "metrics")]
+        kind: KindArg,
+        /// Topic; default `metrics` or `alarm-state-transitions` by kind.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Messages to produce.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Seconds to run.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Messages per second; 0 = as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Distinct dimension sets.
+        #[arg(long, default_value_t = 1000)]
+        cardinality: u64,
+        /// Distinct tenants.
+        #[arg(long, default_value_t = 10)]
+        tenants: u64,
+        /// Share of metrics carrying value_meta (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        value_meta_share: f64,
+        /// First timestamp in ms (default: now); message i gets this + i.
+        #[arg(long)]
+        start_ms: Option<i64>,
+        /// librdkafka properties, `key=value` (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+    },
     /// Accept InfluxDB writes, count the points and drop them (for throughput benchmarks).
     DiscardSink {
         /// Address to listen on.
@@ -82,6 +117,69 @@ fn main() -> ExitCode {
         return daemon(&args.config_file, args.check_config);
     };
     match command {
+        Command::Loadgen {
+            brokers,
+            kind,
+            topic,
+            count,
+            duration,
+            rate,
+            cardinality,
+            tenants,
+            value_meta_share,
+            start_ms,
+            properties,
+        } => {
+            let alarms = matches!(kind, KindArg::Alarms);
+            let spec = cli::loadgen::LoadSpec {
+                brokers,
+                topic: topic.unwrap_or_else(|| {
+                    if alarms {
+                        "alarm-state-transitions"
+                    } else {
+                        "metrics"
+                    }
+                    .into()
+                }),
+                alarms,
+                count,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+                rate,
+                cardinality,
+                tenants,
+                value_meta_share,
+                start_ms: start_ms.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(0)
+                }),
+                properties,
+            };
+            match cli::loadgen::run(&spec) {
+                Ok(s) => {
+                    eprintln!(
+                        "loadgen: produced {} messages ({:.1} MB) to {} in {:.1} s: {:.0} msgs/s; acknowledged {}, failed {}",
+                        s.sent,
+                        s.bytes as f64 / 1e6,
+                        spec.topic,
+                        s.seconds,
+                        s.sent as f64 / s.seconds.max(1e-9),
+                        s.acknowledged,
+                        s.failed
+                    );
+                    if s.failed > 0 || s.acknowledged != s.sent {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("monasca-persister loadgen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Produce {
             brokers,
             topic,

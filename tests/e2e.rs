@@ -406,3 +406,126 @@ fn all_brokers_down_for_too_long_exits_non_zero() {
     assert_eq!(status.code(), Some(1), "{}", p.log_text());
     assert!(p.log_text().contains("unreachable too long"));
 }
+
+/// Sum of all metric points across measurements (loadgen spreads them over several names).
+fn all_metric_points(influx: &Influx) -> i64 {
+    let v = influx.query("mon", "SELECT count(value) FROM /.*/");
+    v["results"][0]["series"]
+        .as_array()
+        .map(|series| {
+            series
+                .iter()
+                .filter_map(|s| s["values"][0][1].as_i64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let (status, body) =
+        common::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 200);
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text")
+}
+
+fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn ready_status(port: u16) -> u16 {
+    common::http_request(&format!("127.0.0.1:{port}"), "GET", "/ready", b"")
+        .map(|(s, _)| s)
+        .unwrap_or(0)
+}
+
+#[test]
+fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
+    let _g = serial();
+    let mut s = setup();
+    let admin = common::free_port();
+    let cfg = toml_config(
+        &s,
+        "",
+        &format!("admin_listen = \"127.0.0.1:{admin}\"\nstatistics_interval_ms = 500"),
+    );
+    let p = Persister::start(&cfg);
+    let loadgen = std::process::Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
+        .args([
+            "loadgen",
+            "--brokers",
+            &s.tansu.bootstrap(),
+            "--count",
+            "5000",
+            "--start-ms",
+            &BASE_TS.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        loadgen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loadgen.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loadgen.stderr).contains("acknowledged 5000, failed 0"));
+    wait_until("5 000 loadgen points", Duration::from_secs(120), &p, || {
+        all_metric_points(&s.influx) == 5000
+    });
+    wait_until("ready", Duration::from_secs(30), &p, || {
+        ready_status(admin) == 200
+    });
+
+    let m = scrape(admin);
+    let text = common::http_request(&format!("127.0.0.1:{admin}"), "GET", "/metrics", b"")
+        .unwrap()
+        .1;
+    assert_eq!(
+        total(&m, "monasca_persister_messages_consumed_total"),
+        5000.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(&m, "monasca_persister_points_written_total"),
+        all_metric_points(&s.influx) as f64
+    );
+    assert_eq!(total(&m, "monasca_persister_messages_rejected_total"), 0.0);
+    assert!(total(&m, "monasca_persister_batches_total") >= 1.0);
+    assert!(total(&m, "monasca_persister_commits_total") >= 1.0);
+    assert!(total(&m, "monasca_persister_write_duration_seconds_count") >= 1.0);
+    assert_eq!(
+        total(&m, "monasca_persister_partitions_assigned"),
+        5.0,
+        "4 metric + 1 alarm partitions"
+    );
+    let (status, body) =
+        common::http_request(&format!("127.0.0.1:{admin}"), "GET", "/healthz", b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    s.influx.stop();
+    let more: Vec<Vec<u8>> = (0..100).map(|i| metric(10_000 + i)).collect();
+    s.tansu
+        .produce("metrics", 4, more.iter().map(Vec::as_slice));
+    wait_until(
+        "not ready while InfluxDB is down",
+        Duration::from_secs(30),
+        &p,
+        || ready_status(admin) == 503,
+    );
+    s.influx.restart();
+    wait_until("ready again", Duration::from_secs(60), &p, || {
+        ready_status(admin) == 200
+    });
+    wait_until("the extra 100 landed", Duration::from_secs(60), &p, || {
+        all_metric_points(&s.influx) == 5100
+    });
+}

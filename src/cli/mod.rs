@@ -3,4 +3,5 @@
 
 pub mod convert;
 pub mod discard;
+pub mod loadgen;
 pub mod produce;

@@ -184,6 +184,11 @@ impl State {
         self.stats
             .sanitized
             .fetch_add(batch.sanitized as u64, Ordering::Relaxed);
+        for (p, n) in self.counted.drain() {
+            self.stats
+                .consumed_by
+                .add((self.settings.topic.clone(), p), n as i64);
+        }
         let (tx, writer, dead, stats) = (
             self.done_tx.clone(),
             self.writer.clone(),
@@ -385,6 +390,7 @@ fn run(
                 ctx.set_brokers_down(None);
                 let mut st = ctx.state();
                 let (partition, offset) = (m.partition(), m.offset());
+                st.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 *st.counted.entry(partition).or_insert(0) += 1;
                 let id = st.batch.id;
                 st.tracker.record(partition, id, offset);

@@ -50,7 +50,7 @@ pub struct PipelineSettings {
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
 #[derive(Debug, Default)]
 pub struct PipelineStats {
-    /// Messages consumed (published per batch).
+    /// Messages consumed (counted as they arrive).
     pub consumed: AtomicU64,
     /// Messages rejected (converter or InfluxDB), dead-lettered or not.
     pub rejected: AtomicU64,
