@@ -46,6 +46,17 @@ impl Group {
     }
 }
 
+/// Buffers of a finished batch, handed back to its consumer so the next batch reuses them
+/// instead of faulting in fresh pages (measured: without this, zeroing new pages cost about a
+/// tenth of the daemon's CPU).
+#[derive(Debug, Default)]
+pub struct Spare {
+    pub lines: Option<BytesMut>,
+    pub line_ends: Vec<usize>,
+    pub sources: Vec<Source>,
+    pub payloads: Option<BytesMut>,
+}
+
 /// A batch under construction, then in flight.
 #[derive(Debug)]
 pub struct PendingBatch {
@@ -66,19 +77,38 @@ pub struct PendingBatch {
 
 impl PendingBatch {
     pub fn new(id: u64, routing: &Routing, capacity: usize) -> Self {
+        Self::reusing(id, routing, capacity, Spare::default())
+    }
+
+    /// A new batch built on a finished batch's buffers (cleared).
+    pub fn reusing(id: u64, routing: &Routing, capacity: usize, spare: Spare) -> Self {
         let mut groups = Vec::new();
+        let Spare {
+            lines,
+            mut line_ends,
+            mut sources,
+            payloads,
+        } = spare;
         if let Routing::Single(db) = routing {
             let mut g = Group::new(db.clone());
+            g.lines = lines.unwrap_or_default();
+            g.lines.clear();
             g.lines.reserve(capacity.min(1 << 16) * 256);
-            g.line_ends.reserve(capacity.min(1 << 16));
+            line_ends.clear();
+            line_ends.reserve(capacity.min(1 << 16));
+            g.line_ends = line_ends;
             groups.push(g);
         }
+        sources.clear();
+        sources.reserve(capacity.min(1 << 16));
+        let mut payloads = payloads.unwrap_or_default();
+        payloads.clear();
         PendingBatch {
             id,
             groups,
             tenant_group: HashMap::new(),
-            sources: Vec::with_capacity(capacity.min(1 << 16)),
-            payloads: BytesMut::new(),
+            sources,
+            payloads,
             rejected: Vec::new(),
             sanitized: 0,
             started: None,

@@ -53,6 +53,8 @@ struct State {
     label: String,
     /// Messages consumed per partition since the last flush (published with the batch).
     counted: std::collections::HashMap<i32, u64>,
+    /// Buffers of finished batches, for the next ones.
+    spares: Vec<super::batch::Spare>,
 }
 
 struct Ctx {
@@ -112,10 +114,11 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            // librdkafka repeats this on every poll while it lasts: log the transition only.
             if self.brokers_down().is_none() {
                 self.set_brokers_down(Some(Instant::now()));
+                tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
             }
-            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
         } else {
             tracing::warn!(consumer = %self.label, error = %error, "Kafka client error: {reason}");
         }
@@ -174,10 +177,11 @@ impl State {
             return false;
         }
         self.next_id += 1;
-        let fresh = PendingBatch::new(
+        let fresh = PendingBatch::reusing(
             self.next_id,
             &self.settings.routing,
             self.settings.batch_size,
+            self.spares.pop().unwrap_or_default(),
         );
         let batch = std::mem::replace(&mut self.batch, fresh);
         let id = batch.id;
@@ -206,7 +210,12 @@ impl State {
     fn finish(&mut self, d: Done) {
         self.in_flight -= 1;
         match d.result {
-            Ok(()) => self.tracker.complete(d.id),
+            Ok(spare) => {
+                self.tracker.complete(d.id);
+                if self.spares.len() <= self.settings.max_batches_in_flight {
+                    self.spares.push(spare);
+                }
+            }
             Err(e) => {
                 tracing::warn!(consumer = %self.label, batch = d.id, error = %e, "batch abandoned; its offsets stay uncommitted")
             }
@@ -307,6 +316,7 @@ pub fn spawn_consumer(
         paused: false,
         label: label.clone(),
         counted: Default::default(),
+        spares: Vec::new(),
         settings: settings.clone(),
     };
     let ctx = Ctx {
@@ -336,6 +346,8 @@ fn run(
     let ctx = consumer.context().clone();
     let batch_size = settings.batch_size;
     let mut iteration: u32 = 0;
+    let mut idle = true;
+    let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
     loop {
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
@@ -343,9 +355,17 @@ fn run(
         let timeout = {
             let mut st = ctx.state();
             st.drain(&consumer);
+            // Reading the clock for every message costs measurable CPU; while messages flow,
+            // the batch deadline is checked on every 8th turn (and on every idle one).
+            let check_clock = idle || iteration.is_multiple_of(8);
             let due_at = due(st.batch.started, settings.max_wait);
-            let now = Instant::now();
-            if st.batch.len() >= batch_size || due_at.is_some_and(|d| now >= d) {
+            let now = if check_clock {
+                Some(Instant::now())
+            } else {
+                None
+            };
+            if st.batch.len() >= batch_size || matches!((due_at, now), (Some(d), Some(n)) if n >= d)
+            {
                 st.flush(false);
             }
             // Backpressure: a full batch with no room to send it pauses the partitions; polling
@@ -371,7 +391,8 @@ fn run(
                 }
             }
             let until_due = due(st.batch.started, settings.max_wait)
-                .map(|d| d.saturating_duration_since(now))
+                .zip(now)
+                .map(|(d, now)| d.saturating_duration_since(now))
                 .unwrap_or(Duration::from_millis(100));
             until_due.clamp(Duration::from_millis(1), Duration::from_millis(100))
         };
@@ -385,6 +406,7 @@ fn run(
         if let (Some(a), Some(b)) = (t0, t1) {
             ctx.stats.poll_seconds.add((b - a) * SAMPLE);
         }
+        idle = !matches!(polled, Some(Ok(_)));
         match polled {
             Some(Ok(m)) => {
                 ctx.set_brokers_down(None);
@@ -414,7 +436,11 @@ fn run(
                     ctx.stats.convert_seconds.add(b.elapsed() * SAMPLE);
                 }
             }
-            Some(Err(e)) => tracing::warn!(consumer = %label, error = %e, "Kafka consume error"),
+            Some(Err(e)) => {
+                if let Some(suppressed) = errors_logged.allow() {
+                    tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
+                }
+            }
             None => {}
         }
         if let Some(since) = ctx.brokers_down()

@@ -85,8 +85,9 @@ pub struct Control {
 #[derive(Debug)]
 pub struct Done {
     pub id: u64,
-    /// `Ok`: every message written or dead-lettered; `Err`: abandoned at shutdown.
-    pub result: Result<(), WriteError>,
+    /// `Ok` (with the buffers to reuse): every message written or dead-lettered; `Err`:
+    /// abandoned at shutdown.
+    pub result: Result<batch::Spare, WriteError>,
 }
 
 /// Writes a batch's lines and dead-letters its rejects; the consumer commits once it's `Ok`.
@@ -95,14 +96,16 @@ pub async fn process_batch(
     writer: Writer,
     dead: Arc<DeadLetters>,
     stats: Arc<PipelineStats>,
-) -> Result<(), WriteError> {
+) -> Result<batch::Spare, WriteError> {
     let PendingBatch {
         groups,
-        sources,
+        mut sources,
         payloads,
         rejected,
         ..
     } = batch;
+    let single = groups.len() == 1;
+    let mut spare = batch::Spare::default();
     let payloads = payloads.freeze();
     let payload_of = |i: usize| -> Bytes { payloads.slice(sources[i].payload.clone()) };
     let mut letters: Vec<DeadLetter> = rejected
@@ -119,9 +122,8 @@ pub async fn process_batch(
         if g.line_ends.is_empty() {
             continue;
         }
-        let report = writer
-            .write(&g.db, &Batch::new(g.lines, g.line_ends))
-            .await?;
+        let body = Batch::new(g.lines, g.line_ends);
+        let report = writer.write(&g.db, &body).await?;
         for r in report.rejected {
             let i = g.sources[r.index];
             letters.push(DeadLetter {
@@ -131,6 +133,10 @@ pub async fn process_batch(
                 detail: r.reason,
                 payload: payload_of(i),
             });
+        }
+        if single {
+            spare.lines = body.body.try_into_mut().ok();
+            spare.line_ends = body.line_ends;
         }
     }
     for d in &letters {
@@ -146,7 +152,11 @@ pub async fn process_batch(
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
     }
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    drop(letters);
+    spare.payloads = payloads.try_into_mut().ok();
+    sources.clear();
+    spare.sources = sources;
+    Ok(spare)
 }
 
 /// When a batch started at `started` is due.
