@@ -218,7 +218,7 @@ pub fn render(state: &AdminState) -> String {
         &mut out,
         "monasca_persister_consumer_lag",
         "gauge",
-        "Messages behind the partition's end (librdkafka statistics).",
+        "Messages behind the partition's end (high watermark last fetched minus position), per second.",
     );
     for ((topic, partition), v) in p.lag.snapshot() {
         let _ = writeln!(

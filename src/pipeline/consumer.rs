@@ -51,8 +51,12 @@ struct State {
     keep_payload: bool,
     paused: bool,
     label: String,
-    /// Messages consumed per partition since the last flush (published with the batch).
+    /// Messages consumed per partition since counts were last published.
     counted: std::collections::HashMap<i32, u64>,
+    /// Messages counted but not yet published.
+    unpublished: u64,
+    /// Offset of the last message consumed, per partition (for the lag gauge).
+    positions: std::collections::HashMap<i32, i64>,
     /// Buffers of finished batches, for the next ones.
     spares: Vec<super::batch::Spare>,
 }
@@ -61,9 +65,8 @@ struct Ctx {
     state: Mutex<State>,
     brokers_down_since: Mutex<Option<Instant>>,
     label: String,
-    /// For the statistics callback (lag) and assignment counts, without taking `state`.
+    /// For assignment counts, without taking `state`.
     stats: Arc<PipelineStats>,
-    topic: String,
 }
 
 impl Ctx {
@@ -100,18 +103,6 @@ impl ClientContext for Ctx {
         }
     }
 
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        if let Some(t) = statistics.topics.get(&self.topic) {
-            for (p, ps) in &t.partitions {
-                if *p >= 0 && ps.consumer_lag >= 0 {
-                    self.stats
-                        .lag
-                        .set((self.topic.clone(), *p), ps.consumer_lag);
-                }
-            }
-        }
-    }
-
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
@@ -141,6 +132,7 @@ impl ConsumerContext for Ctx {
             for &p in &parts {
                 st.tracker.forget(p);
                 st.uncommitted.remove(&p);
+                st.positions.remove(&p);
             }
             st.paused = false;
             tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
@@ -188,11 +180,7 @@ impl State {
         self.stats
             .sanitized
             .fetch_add(batch.sanitized as u64, Ordering::Relaxed);
-        for (p, n) in self.counted.drain() {
-            self.stats
-                .consumed_by
-                .add((self.settings.topic.clone(), p), n as i64);
-        }
+        self.publish_counts();
         let (tx, writer, dead, stats) = (
             self.done_tx.clone(),
             self.writer.clone(),
@@ -205,6 +193,45 @@ impl State {
         });
         self.in_flight += 1;
         true
+    }
+
+    /// Adds the per-partition consumption counts to the shared counters.
+    fn publish_counts(&mut self) {
+        for (p, n) in self.counted.drain() {
+            self.stats
+                .consumed_by
+                .add((self.settings.topic.clone(), p), n as i64);
+        }
+        self.unpublished = 0;
+    }
+
+    /// Lag per partition: the high watermark librdkafka last saw (cached, no request) minus
+    /// the next offset we will read.
+    fn publish_lag(&self, consumer: &BaseConsumer<Ctx>) {
+        let Ok(topic) = std::ffi::CString::new(self.settings.topic.as_str()) else {
+            return;
+        };
+        for (&p, &last) in &self.positions {
+            let (mut low, mut high) = (-1i64, -1i64);
+            // SAFETY: the client pointer is valid for the consumer's lifetime, `topic` is a
+            // NUL-terminated string that outlives the call, and librdkafka only writes the two
+            // out-parameters. rust-rdkafka exposes only the network variant of this call.
+            let err = unsafe {
+                rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                    consumer.client().native_ptr(),
+                    topic.as_ptr(),
+                    p,
+                    &mut low,
+                    &mut high,
+                )
+            };
+            if err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                && high >= 0
+            {
+                let lag = (high - (last + 1)).max(0);
+                self.stats.lag.set((self.settings.topic.clone(), p), lag);
+            }
+        }
     }
 
     fn finish(&mut self, d: Done) {
@@ -316,12 +343,13 @@ pub fn spawn_consumer(
         paused: false,
         label: label.clone(),
         counted: Default::default(),
+        unpublished: 0,
+        positions: Default::default(),
         spares: Vec::new(),
         settings: settings.clone(),
     };
     let ctx = Ctx {
         stats: state.stats.clone(),
-        topic: settings.topic.clone(),
         state: Mutex::new(state),
         brokers_down_since: Mutex::new(None),
         label: label.clone(),
@@ -347,6 +375,7 @@ fn run(
     let batch_size = settings.batch_size;
     let mut iteration: u32 = 0;
     let mut idle = true;
+    let mut next_lag = Instant::now();
     let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
     loop {
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
@@ -364,6 +393,12 @@ fn run(
             } else {
                 None
             };
+            if let Some(n) = now
+                && n >= next_lag
+            {
+                st.publish_lag(&consumer);
+                next_lag = n + Duration::from_secs(1);
+            }
             if st.batch.len() >= batch_size || matches!((due_at, now), (Some(d), Some(n)) if n >= d)
             {
                 st.flush(false);
@@ -414,6 +449,11 @@ fn run(
                 let (partition, offset) = (m.partition(), m.offset());
                 st.stats.consumed.fetch_add(1, Ordering::Relaxed);
                 *st.counted.entry(partition).or_insert(0) += 1;
+                st.positions.insert(partition, offset);
+                st.unpublished += 1;
+                if st.unpublished >= 1024 {
+                    st.publish_counts();
+                }
                 let id = st.batch.id;
                 st.tracker.record(partition, id, offset);
                 let State {

@@ -62,7 +62,7 @@ pub struct PipelineStats {
     pub consumed_by: Labelled<(String, i32)>,
     /// Rejected messages by reason label.
     pub rejected_by: Labelled<&'static str>,
-    /// Consumer lag by (topic, partition), from librdkafka statistics.
+    /// Consumer lag by (topic, partition): cached high watermark minus position.
     pub lag: Labelled<(String, i32)>,
     /// Partitions assigned, by consumer.
     pub assigned: Labelled<String>,
