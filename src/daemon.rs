@@ -78,7 +78,13 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
             None
         } else {
             let mut pc = ClientConfig::new();
-            pc.set("bootstrap.servers", &brokers).set("acks", "all");
+            // Dead letters are as large as the largest message we accept, plus headers.
+            pc.set("bootstrap.servers", &brokers)
+                .set("acks", "all")
+                .set(
+                    "message.max.bytes",
+                    (config.persister.max_message_bytes + (64 << 10)).to_string(),
+                );
             for (k, v) in &config.kafka.properties {
                 pc.set(k, v);
             }

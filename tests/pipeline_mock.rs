@@ -385,3 +385,47 @@ fn broker_down_pauses_consumption_and_it_recovers() {
     control.stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
 }
+
+#[test]
+fn a_rebalance_while_paused_for_backpressure_does_not_leave_partitions_paused() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bs = cluster.bootstrap_servers();
+    cluster.create_topic("m6", 4, 1).unwrap();
+    let h = Harness::new();
+    h.sink.refuse_with.store(503, Ordering::Relaxed);
+    produce(&bs, "m6", 0..2000, 4);
+    let a = Arc::new(Control::default());
+    let sa = Arc::new(PipelineStats::default());
+    let ta = h.consumer_with_stats(
+        &bs,
+        "m6",
+        10,
+        Duration::from_millis(50),
+        a.clone(),
+        0,
+        sa.clone(),
+    );
+    // Three batches in flight and a full fourth: the consumer pauses well before 2000.
+    wait_for("A consumed and blocked", Duration::from_secs(30), || {
+        sa.consumed.load(Ordering::Relaxed) >= 40
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        sa.consumed.load(Ordering::Relaxed) < 2000,
+        "backpressure stopped consumption"
+    );
+    let b = Arc::new(Control::default());
+    let tb = h.consumer(&bs, "m6", 10, Duration::from_millis(50), b.clone(), 1);
+    std::thread::sleep(Duration::from_secs(12));
+    h.sink.refuse_with.store(0, Ordering::Relaxed);
+    wait_for(
+        "all 2000 committed after the outage",
+        Duration::from_secs(60),
+        || committed_total(&bs, "m6", 4) == 2000,
+    );
+    assert_eq!(h.received(), (0..2000).collect());
+    a.stop.store(true, Ordering::Relaxed);
+    b.stop.store(true, Ordering::Relaxed);
+    ta.join().unwrap();
+    tb.join().unwrap();
+}

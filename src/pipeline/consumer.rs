@@ -19,7 +19,7 @@ use super::deadletter::DeadLetters;
 use super::offsets::OffsetTracker;
 use super::{Control, Done, PipelineSettings, PipelineStats, due, process_batch};
 use crate::convert::Converter;
-use crate::sink::Writer;
+use crate::sink::{WriteError, Writer};
 use std::sync::atomic::Ordering;
 
 /// One loop turn in this many is timed for the poll/convert time counters.
@@ -49,7 +49,9 @@ struct State {
     stats: Arc<PipelineStats>,
     rt: tokio::runtime::Handle,
     keep_payload: bool,
-    paused: bool,
+    /// Whether the assigned partitions are paused; `None` after a rebalance, when the new
+    /// assignment's state is unknown and must be set again.
+    paused: Option<bool>,
     label: String,
     /// Messages consumed per partition since counts were last published.
     counted: std::collections::HashMap<i32, u64>,
@@ -134,8 +136,28 @@ impl ConsumerContext for Ctx {
                 st.uncommitted.remove(&p);
                 st.positions.remove(&p);
             }
-            st.paused = false;
+            st.paused = None;
             tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // Retry with the next commit, for partitions this consumer still owns.
+            let mut st = self.state();
+            for el in offsets.elements() {
+                if let Offset::Offset(o) = el.offset()
+                    && st.positions.contains_key(&el.partition())
+                {
+                    let entry = st.uncommitted.entry(el.partition()).or_insert(o);
+                    *entry = (*entry).max(o);
+                }
+            }
+            tracing::warn!(consumer = %self.label, error = %e, "offset commit failed; will retry");
         }
     }
 
@@ -148,7 +170,7 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                self.state().paused = false;
+                self.state().paused = None;
                 tracing::info!(consumer = %self.label, partitions = ?parts, "partitions assigned");
             }
             Rebalance::Error(e) => {
@@ -187,8 +209,14 @@ impl State {
             self.dead.clone(),
             self.stats.clone(),
         );
+        let handle = self.rt.spawn(process_batch(batch, writer, dead, stats));
         self.rt.spawn(async move {
-            let result = process_batch(batch, writer, dead, stats).await;
+            // A panic in the batch task must still be reported, or the in-flight count and
+            // the commit point would wait for it forever. Its offsets stay uncommitted.
+            let result = handle.await.unwrap_or_else(|e| {
+                tracing::error!(batch = id, error = %e, "batch task failed");
+                Err(WriteError::ShuttingDown)
+            });
             let _ = tx.send(Done { id, result });
         });
         self.in_flight += 1;
@@ -340,7 +368,7 @@ pub fn spawn_consumer(
         dead,
         stats,
         rt,
-        paused: false,
+        paused: None,
         label: label.clone(),
         counted: Default::default(),
         unpublished: 0,
@@ -407,7 +435,7 @@ fn run(
             // goes on (group membership, callbacks) but fetches nothing.
             let blocked =
                 st.batch.len() >= batch_size && st.in_flight >= settings.max_batches_in_flight;
-            if blocked != st.paused
+            if Some(blocked) != st.paused
                 && let Ok(assigned) = consumer.assignment()
             {
                 let r = if blocked {
@@ -417,7 +445,7 @@ fn run(
                 };
                 match r {
                     Ok(()) => {
-                        st.paused = blocked;
+                        st.paused = Some(blocked);
                         tracing::debug!(consumer = %label, paused = blocked, in_flight = st.in_flight, "backpressure");
                     }
                     Err(e) => {

@@ -108,6 +108,18 @@ impl DeadLetters {
             };
             match sent {
                 Ok(_) => return Ok(()),
+                Err((e, _)) if is_permanent(&e) => {
+                    // Retrying cannot help; holding the batch would stop the partition for good.
+                    tracing::error!(
+                        dead_letter_topic = %topic,
+                        topic = %self.source_topic,
+                        partition = d.partition,
+                        offset = d.offset,
+                        error = %e,
+                        "dead letter cannot be produced; the message is logged here only"
+                    );
+                    return Ok(());
+                }
                 Err((e, _)) => {
                     let wait = backoff(
                         attempt,
@@ -125,6 +137,15 @@ impl DeadLetters {
             }
         }
     }
+}
+
+/// Producer errors that no retry can fix (the message itself is refused).
+fn is_permanent(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidMessage | C::InvalidRecord)
+    )
 }
 
 /// At most `max` events per `window`; reports how many were suppressed before the next one

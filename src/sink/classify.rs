@@ -102,6 +102,17 @@ pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -
                 }
             }
         }
+        // A proxy's timeout, or a redirect nobody configured: neither says anything about the
+        // points, so they are sent again.
+        300..=399 | 408 => Action::Retry {
+            cause: if status == 408 {
+                RetryCause::Timeout
+            } else {
+                RetryCause::Server
+            },
+            after: None,
+            message: format!("HTTP {status}: {}", message()),
+        },
         413 => Action::Split {
             message: "HTTP 413: request body too large".to_owned(),
         },
@@ -205,10 +216,13 @@ pub fn parse_partial(message: &str) -> Dropped {
     let mut rest = body;
     while let Some(i) = rest.find("on measurement \"") {
         let after = &rest[i + 16..];
-        if let Some(end) = after.find("\" is type") {
-            d.type_conflicts.push(after[..end].to_owned());
+        match after.find("\" is type") {
+            Some(end) => {
+                d.type_conflicts.push(after[..end].to_owned());
+                rest = &after[end..];
+            }
+            None => break,
         }
-        rest = &after[1..];
     }
     d
 }
@@ -373,6 +387,34 @@ mod tests {
         );
         assert_eq!(d.type_conflicts, vec!["zz".to_owned()]);
         assert_eq!(d.dropped, Some(3));
+    }
+
+    #[test]
+    fn partial_message_with_multibyte_measurement_does_not_panic() {
+        let d = parse_partial(
+            "partial write: field type conflict: input field \"value\" on measurement \"温度.cpu\" is type float, already exists as type string dropped=1",
+        );
+        assert_eq!(d.type_conflicts, vec!["温度.cpu".to_owned()]);
+        let d = parse_partial("partial write: on measurement \"温");
+        assert!(d.type_conflicts.is_empty());
+    }
+
+    #[test]
+    fn proxy_timeouts_and_redirects_are_retried() {
+        assert!(matches!(
+            v1(408, ""),
+            Action::Retry {
+                cause: RetryCause::Timeout,
+                ..
+            }
+        ));
+        assert!(matches!(
+            v1(307, ""),
+            Action::Retry {
+                cause: RetryCause::Server,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -231,7 +231,8 @@ struct Inner {
 /// What one chunk of lines came to.
 enum Fate {
     Written,
-    /// Stored except these (index within the batch, reason).
+    /// InfluxDB dropped these (index within the batch, reason, in order) and says it stored
+    /// the rest.
     Partial(Vec<RejectedLine>),
     /// Resend the halves.
     Split(String),
@@ -321,8 +322,22 @@ impl Writer {
             match self.send_until_decided(db, batch, &range, report).await? {
                 Fate::Written => report.written += range.len(),
                 Fate::Partial(rejected) => {
-                    report.written += range.len() - rejected.len();
+                    // The message names what was dropped, but 1.x does not always name
+                    // everything (it reports one error of several). The rest is sent again and
+                    // counted only on a clean answer; rewriting stored points is harmless.
+                    let mut runs = Vec::new();
+                    let mut start = range.start;
+                    for r in &rejected {
+                        if r.index > start {
+                            runs.push(start..r.index);
+                        }
+                        start = r.index + 1;
+                    }
+                    if start < range.end {
+                        runs.push(start..range.end);
+                    }
                     report.rejected.extend(rejected);
+                    todo.extend(runs.into_iter().rev());
                 }
                 Fate::Split(message) if range.len() == 1 => report.rejected.push(RejectedLine {
                     index: range.start,
