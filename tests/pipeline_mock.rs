@@ -64,26 +64,6 @@ impl Harness {
         }
     }
 
-    fn consumer(
-        &self,
-        bootstrap: &str,
-        topic: &str,
-        batch_size: usize,
-        max_wait: Duration,
-        control: Arc<Control>,
-        index: usize,
-    ) -> std::thread::JoinHandle<()> {
-        self.consumer_with_stats(
-            bootstrap,
-            topic,
-            batch_size,
-            max_wait,
-            control,
-            index,
-            Arc::new(PipelineStats::default()),
-        )
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn consumer_with_stats(
         &self,
@@ -222,210 +202,186 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A running consumer: its stop switch, its counters, its thread.
+struct Running {
+    control: Arc<Control>,
+    stats: Arc<PipelineStats>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn consumed(&self) -> u64 {
+        self.stats.consumed.load(Ordering::Relaxed)
+    }
+
+    /// Stops it (flush, commit, leave) and waits for its thread.
+    fn stop(self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+/// A mock cluster with one topic, a sink harness, and helpers over both.
+struct Scenario {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    bs: String,
+    topic: &'static str,
+    partitions: i32,
+    h: Harness,
+}
+
+impl Scenario {
+    fn new(topic: &'static str, partitions: i32) -> Self {
+        let cluster = MockCluster::new(1).unwrap();
+        let bs = cluster.bootstrap_servers();
+        cluster.create_topic(topic, partitions, 1).unwrap();
+        Scenario {
+            cluster,
+            bs,
+            topic,
+            partitions,
+            h: Harness::new(),
+        }
+    }
+
+    fn produce(&self, range: std::ops::Range<u64>) {
+        produce(&self.bs, self.topic, range, self.partitions);
+    }
+
+    fn consumer(&self, batch_size: usize, max_wait: Duration, index: usize) -> Running {
+        let control = Arc::new(Control::default());
+        let stats = Arc::new(PipelineStats::default());
+        let thread = self.h.consumer_with_stats(
+            &self.bs,
+            self.topic,
+            batch_size,
+            max_wait,
+            control.clone(),
+            index,
+            stats.clone(),
+        );
+        Running {
+            control,
+            stats,
+            thread,
+        }
+    }
+
+    fn committed(&self) -> i64 {
+        committed_total(&self.bs, self.topic, self.partitions)
+    }
+
+    /// Waits until messages `0..n` are committed, then checks every one reached the sink.
+    fn drained(&self, n: u64, limit: Duration) {
+        wait_for(&format!("{n} committed"), limit, || {
+            self.committed() == n as i64
+        });
+        assert_eq!(
+            self.h.received(),
+            (0..n).collect(),
+            "every message written at least once"
+        );
+    }
+
+    fn refuse(&self, status: u16) {
+        self.h.sink.refuse_with.store(status, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn offsets_are_committed_only_after_the_write_succeeds() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m1", 2, 1).unwrap();
-    let h = Harness::new();
-    h.sink.refuse_with.store(503, Ordering::Relaxed);
-    produce(&bs, "m1", 0..200, 2);
-    let control = Arc::new(Control::default());
-    let t = h.consumer(
-        &bs,
-        "m1",
-        25,
-        Duration::from_millis(200),
-        control.clone(),
-        0,
-    );
+    let s = Scenario::new("m1", 2);
+    s.refuse(503);
+    s.produce(0..200);
+    let c = s.consumer(25, Duration::from_millis(200), 0);
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(h.sink.points.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        committed_total(&bs, "m1", 2),
-        0,
-        "nothing written, nothing committed"
-    );
-    h.sink.refuse_with.store(0, Ordering::Relaxed);
-    wait_for("all 200 committed", Duration::from_secs(30), || {
-        committed_total(&bs, "m1", 2) == 200
-    });
-    assert_eq!(h.received(), (0..200).collect());
-    control.stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    assert_eq!(s.h.sink.points.load(Ordering::Relaxed), 0);
+    assert_eq!(s.committed(), 0, "nothing written, nothing committed");
+    s.refuse(0);
+    s.drained(200, Duration::from_secs(30));
+    c.stop();
 }
 
 #[test]
 fn pipelined_batches_commit_every_partition_to_its_end() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m2", 3, 1).unwrap();
-    let h = Harness::new();
-    produce(&bs, "m2", 0..3000, 3);
-    let control = Arc::new(Control::default());
-    let t = h.consumer(
-        &bs,
-        "m2",
-        100,
-        Duration::from_millis(100),
-        control.clone(),
-        0,
-    );
-    wait_for("3000 committed", Duration::from_secs(30), || {
-        committed_total(&bs, "m2", 3) == 3000
-    });
-    assert_eq!(h.received(), (0..3000).collect());
-    control.stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let s = Scenario::new("m2", 3);
+    s.produce(0..3000);
+    let c = s.consumer(100, Duration::from_millis(100), 0);
+    s.drained(3000, Duration::from_secs(30));
+    c.stop();
 }
 
 #[test]
 fn revocation_flushes_and_commits_before_the_partitions_move() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m3", 2, 1).unwrap();
-    let h = Harness::new();
-    produce(&bs, "m3", 0..50, 2);
+    let s = Scenario::new("m3", 2);
+    s.produce(0..50);
     // A batch that would wait a minute: only the revocation can flush it.
-    let a = Arc::new(Control::default());
-    let stats = Arc::new(PipelineStats::default());
-    let ta = h.consumer_with_stats(
-        &bs,
-        "m3",
-        10_000,
-        Duration::from_secs(60),
-        a.clone(),
-        0,
-        stats.clone(),
-    );
+    let a = s.consumer(10_000, Duration::from_secs(60), 0);
     wait_for("A consumed all 50", Duration::from_secs(30), || {
-        stats.consumed.load(Ordering::Relaxed) == 50
+        a.consumed() == 50
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        h.sink.points.load(Ordering::Relaxed),
+        s.h.sink.points.load(Ordering::Relaxed),
         0,
         "nothing flushed yet"
     );
-    let b = Arc::new(Control::default());
-    let tb = h.consumer(&bs, "m3", 10_000, Duration::from_secs(60), b.clone(), 1);
-    wait_for("revocation commit", Duration::from_secs(30), || {
-        committed_total(&bs, "m3", 2) == 50
-    });
-    assert_eq!(h.received(), (0..50).collect());
-    a.stop.store(true, Ordering::Relaxed);
-    b.stop.store(true, Ordering::Relaxed);
-    ta.join().unwrap();
-    tb.join().unwrap();
+    let b = s.consumer(10_000, Duration::from_secs(60), 1);
+    s.drained(50, Duration::from_secs(30));
+    a.stop();
+    b.stop();
 }
 
 #[test]
 fn two_consumers_split_partitions_and_a_rebalance_loses_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m4", 4, 1).unwrap();
-    let h = Harness::new();
-    produce(&bs, "m4", 0..1000, 4);
-    let a = Arc::new(Control::default());
-    let ta = h.consumer(&bs, "m4", 50, Duration::from_millis(100), a.clone(), 0);
+    let s = Scenario::new("m4", 4);
+    s.produce(0..1000);
+    let a = s.consumer(50, Duration::from_millis(100), 0);
     std::thread::sleep(Duration::from_secs(4));
-    let b = Arc::new(Control::default());
-    let tb = h.consumer(&bs, "m4", 50, Duration::from_millis(100), b.clone(), 1);
-    produce(&bs, "m4", 1000..2000, 4);
+    let b = s.consumer(50, Duration::from_millis(100), 1);
+    s.produce(1000..2000);
     std::thread::sleep(Duration::from_secs(4));
     // A leaves cleanly; B takes all partitions.
-    a.stop.store(true, Ordering::Relaxed);
-    ta.join().unwrap();
-    produce(&bs, "m4", 2000..3000, 4);
-    wait_for("3000 committed", Duration::from_secs(40), || {
-        committed_total(&bs, "m4", 4) == 3000
-    });
-    assert_eq!(
-        h.received(),
-        (0..3000).collect(),
-        "every message written at least once"
-    );
-    b.stop.store(true, Ordering::Relaxed);
-    tb.join().unwrap();
+    a.stop();
+    s.produce(2000..3000);
+    s.drained(3000, Duration::from_secs(40));
+    b.stop();
 }
 
 #[test]
 fn broker_down_pauses_consumption_and_it_recovers() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m5", 1, 1).unwrap();
-    let h = Harness::new();
-    produce(&bs, "m5", 0..100, 1);
-    let control = Arc::new(Control::default());
-    let t = h.consumer(
-        &bs,
-        "m5",
-        20,
-        Duration::from_millis(100),
-        control.clone(),
-        0,
-    );
-    wait_for("first 100 committed", Duration::from_secs(30), || {
-        committed_total(&bs, "m5", 1) == 100
-    });
-    cluster.broker_down(1).unwrap();
+    let s = Scenario::new("m5", 1);
+    s.produce(0..100);
+    let c = s.consumer(20, Duration::from_millis(100), 0);
+    s.drained(100, Duration::from_secs(30));
+    s.cluster.broker_down(1).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        !t.is_finished(),
+        !c.thread.is_finished(),
         "a broker outage does not stop the consumer (before the exit limit)"
     );
-    cluster.broker_up(1).unwrap();
-    produce(&bs, "m5", 100..200, 1);
-    wait_for(
-        "all 200 committed after recovery",
-        Duration::from_secs(40),
-        || committed_total(&bs, "m5", 1) == 200,
-    );
-    assert_eq!(h.received(), (0..200).collect());
-    control.stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    s.cluster.broker_up(1).unwrap();
+    s.produce(100..200);
+    s.drained(200, Duration::from_secs(40));
+    c.stop();
 }
 
 #[test]
 fn a_rebalance_while_paused_for_backpressure_does_not_leave_partitions_paused() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bs = cluster.bootstrap_servers();
-    cluster.create_topic("m6", 4, 1).unwrap();
-    let h = Harness::new();
-    h.sink.refuse_with.store(503, Ordering::Relaxed);
-    produce(&bs, "m6", 0..2000, 4);
-    let a = Arc::new(Control::default());
-    let sa = Arc::new(PipelineStats::default());
-    let ta = h.consumer_with_stats(
-        &bs,
-        "m6",
-        10,
-        Duration::from_millis(50),
-        a.clone(),
-        0,
-        sa.clone(),
-    );
+    let s = Scenario::new("m6", 4);
+    s.refuse(503);
+    s.produce(0..2000);
+    let a = s.consumer(10, Duration::from_millis(50), 0);
     // Three batches in flight and a full fourth: the consumer pauses well before 2000.
     wait_for("A consumed and blocked", Duration::from_secs(30), || {
-        sa.consumed.load(Ordering::Relaxed) >= 40
+        a.consumed() >= 40
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        sa.consumed.load(Ordering::Relaxed) < 2000,
-        "backpressure stopped consumption"
-    );
-    let b = Arc::new(Control::default());
-    let tb = h.consumer(&bs, "m6", 10, Duration::from_millis(50), b.clone(), 1);
+    assert!(a.consumed() < 2000, "backpressure stopped consumption");
+    let b = s.consumer(10, Duration::from_millis(50), 1);
     std::thread::sleep(Duration::from_secs(12));
-    h.sink.refuse_with.store(0, Ordering::Relaxed);
-    wait_for(
-        "all 2000 committed after the outage",
-        Duration::from_secs(60),
-        || committed_total(&bs, "m6", 4) == 2000,
-    );
-    assert_eq!(h.received(), (0..2000).collect());
-    a.stop.store(true, Ordering::Relaxed);
-    b.stop.store(true, Ordering::Relaxed);
-    ta.join().unwrap();
-    tb.join().unwrap();
+    s.refuse(0);
+    s.drained(2000, Duration::from_secs(60));
+    a.stop();
+    b.stop();
 }
