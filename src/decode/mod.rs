@@ -379,55 +379,31 @@ mod tests {
 
     #[test]
     fn ill_typed_fields_are_named() {
-        let got = metric(&envelope(r#""name":5,"timestamp":1,"value":1"#), |_| ());
-        assert!(matches!(
-            got,
-            Err(DecodeError::WrongType {
-                field: "metric.name",
-                ..
-            })
-        ));
-        let got = metric(
-            &envelope(r#""name":"m","timestamp":1,"value":true"#),
-            |_| (),
-        );
-        assert!(matches!(
-            got,
-            Err(DecodeError::WrongType {
-                field: "metric.value",
-                ..
-            })
-        ));
-        let got = metric(
-            &envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":1}"#),
-            |_| (),
-        );
-        assert!(matches!(
-            got,
-            Err(DecodeError::WrongType {
-                field: "metric.dimensions",
-                ..
-            })
-        ));
-        let got = metric(
-            &envelope(r#""name":"m","timestamp":1,"value":1,"value_meta":"x""#),
-            |_| (),
-        );
-        assert!(matches!(
-            got,
-            Err(DecodeError::WrongType {
-                field: "metric.value_meta",
-                ..
-            })
-        ));
-        let got = metric("[1,2]", |_| ());
-        assert!(matches!(
-            got,
-            Err(DecodeError::WrongType {
-                field: "message",
-                ..
-            })
-        ));
+        for (json, field) in [
+            (
+                envelope(r#""name":5,"timestamp":1,"value":1"#),
+                "metric.name",
+            ),
+            (
+                envelope(r#""name":"m","timestamp":1,"value":true"#),
+                "metric.value",
+            ),
+            (
+                envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":1}"#),
+                "metric.dimensions",
+            ),
+            (
+                envelope(r#""name":"m","timestamp":1,"value":1,"value_meta":"x""#),
+                "metric.value_meta",
+            ),
+            ("[1,2]".to_owned(), "message"),
+        ] {
+            let got = metric(&json, |_| ());
+            assert!(
+                matches!(got, Err(DecodeError::WrongType { field: f, .. }) if f == field),
+                "{json}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl ConsumerContext for Ctx {
             // identical points).
             st.flush(true);
             let deadline = Instant::now() + st.settings.shutdown_timeout;
-            st.wait_all(consumer, deadline);
+            st.wait_all(deadline);
             st.commit(consumer, CommitMode::Sync);
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             for &p in &parts {
@@ -290,7 +290,7 @@ impl State {
     }
 
     /// Waits for every in-flight batch, until `deadline`.
-    fn wait_all(&mut self, _consumer: &BaseConsumer<Ctx>, deadline: Instant) {
+    fn wait_all(&mut self, deadline: Instant) {
         while self.in_flight > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -541,11 +541,11 @@ fn shutdown(
     st.drain(consumer);
     st.flush(true);
     let deadline = Instant::now() + settings.shutdown_timeout;
-    st.wait_all(consumer, deadline);
+    st.wait_all(deadline);
     if st.in_flight > 0 {
         tracing::warn!(consumer = %label, in_flight = st.in_flight, "shutdown timeout: abandoning in-flight writes (they stay uncommitted)");
         cancel.cancel();
-        st.wait_all(consumer, Instant::now() + Duration::from_secs(5));
+        st.wait_all(Instant::now() + Duration::from_secs(5));
     }
     st.commit(consumer, CommitMode::Sync);
     drop(st);
