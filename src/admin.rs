@@ -148,6 +148,13 @@ pub fn render(state: &AdminState) -> String {
     );
     sample(
         &mut out,
+        "monasca_persister_kafka_fetches_total",
+        "counter",
+        "Calls that took messages from librdkafka (consumed / fetches = messages per call).",
+        c(&p.fetches),
+    );
+    sample(
+        &mut out,
         "monasca_persister_points_written_total",
         "counter",
         "Points InfluxDB stored.",
@@ -244,14 +251,14 @@ pub fn render(state: &AdminState) -> String {
         &mut out,
         "monasca_persister_poll_seconds_total",
         "counter",
-        "Consumer time in Kafka poll (waiting for and fetching messages), sampled.",
+        "Consumer time waiting for and taking messages from librdkafka.",
         p.poll_seconds.get(),
     );
     sample(
         &mut out,
         "monasca_persister_convert_seconds_total",
         "counter",
-        "Consumer time decoding and encoding messages, sampled.",
+        "Consumer time decoding and encoding messages.",
         p.convert_seconds.get(),
     );
     sample(

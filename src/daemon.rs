@@ -221,7 +221,7 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
     admin_stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(5));
     tracing::info!(
-        consumed = stats.consumed.load(Ordering::Relaxed),
+        consumed = stats.consumed(),
         rejected = stats.rejected.load(Ordering::Relaxed),
         batches = stats.batches.load(Ordering::Relaxed),
         "persister stopped"

@@ -11,7 +11,8 @@
 //! ```text
 //!  config    TOML, or the Python persister's INI file → one validated Config
 //!     │
-//!  pipeline  a consumer thread per `num_processors` polls Kafka: payload (&[u8]) …
+//!  pipeline  a consumer thread per `num_processors` takes Kafka messages from librdkafka
+//!     │      in batches (`fetch`): payload (&[u8]) …
 //!     ▼
 //!  decode    simd-json, in place, into structs that borrow a per-worker scratch buffer
 //!     │      (Metric, AlarmTransition) — or a DecodeError

@@ -53,6 +53,8 @@ impl Group {
 pub struct Spare {
     pub lines: Option<BytesMut>,
     pub line_ends: Vec<usize>,
+    /// The single group's line → source index.
+    pub line_sources: Vec<usize>,
     pub sources: Vec<Source>,
     pub payloads: Option<BytesMut>,
 }
@@ -86,6 +88,7 @@ impl PendingBatch {
         let Spare {
             lines,
             mut line_ends,
+            mut line_sources,
             mut sources,
             payloads,
         } = spare;
@@ -97,6 +100,9 @@ impl PendingBatch {
             line_ends.clear();
             line_ends.reserve(capacity.min(1 << 16));
             g.line_ends = line_ends;
+            line_sources.clear();
+            line_sources.reserve(capacity.min(1 << 16));
+            g.sources = line_sources;
             groups.push(g);
         }
         sources.clear();

@@ -16,14 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::PendingBatch;
 use super::deadletter::DeadLetters;
+use super::fetch::{Fetch, Fetched, MessageQueue};
 use super::offsets::OffsetTracker;
 use super::{Control, Done, PipelineSettings, PipelineStats, due, process_batch};
 use crate::convert::Converter;
 use crate::sink::{WriteError, Writer};
 use std::sync::atomic::Ordering;
 
-/// One loop turn in this many is timed for the poll/convert time counters.
-const SAMPLE: u32 = 16;
+/// The most messages taken from librdkafka in one call.
+const FETCH_MAX: usize = 1024;
 
 /// A running consumer thread.
 pub struct ConsumerHandle {
@@ -53,10 +54,6 @@ struct State {
     /// assignment's state is unknown and must be set again.
     paused: Option<bool>,
     label: String,
-    /// Messages consumed per partition since counts were last published.
-    counted: std::collections::HashMap<i32, u64>,
-    /// Messages counted but not yet published.
-    unpublished: u64,
     /// Offset of the last message consumed, per partition (for the lag gauge).
     positions: std::collections::HashMap<i32, i64>,
     /// Buffers of finished batches, for the next ones.
@@ -65,6 +62,10 @@ struct State {
 
 struct Ctx {
     state: Mutex<State>,
+    /// Where assigned partitions' messages go (see `fetch`).
+    queue: MessageQueue,
+    /// The topic, for forwarding its partitions.
+    topic: std::ffi::CString,
     brokers_down_since: Mutex<Option<Instant>>,
     label: String,
     /// For assignment counts, without taking `state`.
@@ -170,6 +171,16 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                for &p in &parts {
+                    // SAFETY: the client is alive while it runs this callback.
+                    let forwarded = unsafe {
+                        self.queue
+                            .forward(consumer.client().native_ptr(), &self.topic, p)
+                    };
+                    if !forwarded {
+                        tracing::debug!(consumer = %self.label, partition = p, "partition not forwarded; its messages come through poll");
+                    }
+                }
                 self.state().paused = None;
                 tracing::info!(consumer = %self.label, partitions = ?parts, "partitions assigned");
             }
@@ -202,7 +213,6 @@ impl State {
         self.stats
             .sanitized
             .fetch_add(batch.sanitized as u64, Ordering::Relaxed);
-        self.publish_counts();
         let (tx, writer, dead, stats) = (
             self.done_tx.clone(),
             self.writer.clone(),
@@ -223,14 +233,77 @@ impl State {
         true
     }
 
-    /// Adds the per-partition consumption counts to the shared counters.
-    fn publish_counts(&mut self) {
-        for (p, n) in self.counted.drain() {
-            self.stats
-                .consumed_by
-                .add((self.settings.topic.clone(), p), n as i64);
+    /// Converts fetched messages into the current batch (which has room for all of them);
+    /// bookkeeping is per run of one partition's messages, not per message.
+    fn take<'a>(
+        &mut self,
+        fetched: impl Iterator<Item = Fetch<'a>>,
+        errors_logged: &mut super::deadletter::RateLimit,
+    ) {
+        let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
+        for f in fetched {
+            match f {
+                Fetch::Message {
+                    partition,
+                    offset,
+                    payload,
+                } => {
+                    match &mut run {
+                        Some((p, n, last)) if *p == partition => {
+                            *n += 1;
+                            *last = offset;
+                        }
+                        _ => {
+                            if let Some(r) = run.replace((partition, 1, offset)) {
+                                self.end_run(r);
+                            }
+                        }
+                    }
+                    let State {
+                        batch,
+                        converter,
+                        settings,
+                        keep_payload,
+                        ..
+                    } = self;
+                    batch.add(
+                        converter,
+                        settings.kind,
+                        &settings.routing,
+                        *keep_payload,
+                        partition,
+                        offset,
+                        payload,
+                    );
+                }
+                // Only delivered when the operator enabled `enable.partition.eof`.
+                Fetch::Error {
+                    code: RDKafkaErrorCode::PartitionEOF,
+                    ..
+                } => {}
+                Fetch::Error {
+                    partition,
+                    code,
+                    detail,
+                } => {
+                    if let Some(suppressed) = errors_logged.allow() {
+                        tracing::warn!(consumer = %self.label, partition, error = %code, suppressed_since_last = suppressed, "Kafka consume error: {detail}");
+                    }
+                }
+            }
         }
-        self.unpublished = 0;
+        if let Some(r) = run {
+            self.end_run(r);
+        }
+    }
+
+    /// Records a run of `n` messages of `partition` ending at `last`.
+    fn end_run(&mut self, (partition, n, last): (i32, i64, i64)) {
+        self.stats
+            .consumed_by
+            .add((self.settings.topic.clone(), partition), n);
+        self.positions.insert(partition, last);
+        self.tracker.record(partition, self.batch.id, last);
     }
 
     /// Lag per partition: the high watermark librdkafka last saw (cached, no request) minus
@@ -285,6 +358,17 @@ impl State {
             any = true;
         }
         if any {
+            self.commit(consumer, CommitMode::Async);
+        }
+    }
+
+    /// Waits up to `timeout` for one in-flight batch to finish, then commits.
+    fn wait_one(&mut self, consumer: &BaseConsumer<Ctx>, timeout: Duration) {
+        if let Ok(d) = self.done_rx.recv_timeout(timeout) {
+            self.finish(d);
+            while let Ok(d) = self.done_rx.try_recv() {
+                self.finish(d);
+            }
             self.commit(consumer, CommitMode::Async);
         }
     }
@@ -370,19 +454,28 @@ pub fn spawn_consumer(
         rt,
         paused: None,
         label: label.clone(),
-        counted: Default::default(),
-        unpublished: 0,
         positions: Default::default(),
         spares: Vec::new(),
         settings: settings.clone(),
     };
+    let topic = std::ffi::CString::new(settings.topic.as_str())
+        .map_err(|_| KafkaError::ClientCreation("topic name contains NUL".into()))?;
     let ctx = Ctx {
         stats: state.stats.clone(),
         state: Mutex::new(state),
+        queue: MessageQueue::closed(),
+        topic,
         brokers_down_since: Mutex::new(None),
         label: label.clone(),
     };
     let consumer: BaseConsumer<Ctx> = cc.create_with_context(ctx)?;
+    // SAFETY: the consumer thread closes the queue before it drops the consumer.
+    unsafe {
+        consumer
+            .context()
+            .queue
+            .open(consumer.client().native_ptr())
+    };
     consumer.subscribe(&[settings.topic.as_str()])?;
     let thread_label = label.clone();
     let thread = std::thread::Builder::new()
@@ -400,35 +493,27 @@ fn run(
     label: String,
 ) {
     let ctx = consumer.context().clone();
+    // Declared after `consumer`, so dropped before it: both hold librdkafka objects that
+    // must go before the client does.
+    let _close = CloseQueue(&ctx.queue);
+    let mut fetched = Fetched::with_capacity(FETCH_MAX);
     let batch_size = settings.batch_size;
-    let mut iteration: u32 = 0;
-    let mut idle = true;
     let mut next_lag = Instant::now();
     let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
     loop {
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
         }
-        let timeout = {
+        let (timeout, room) = {
             let mut st = ctx.state();
             st.drain(&consumer);
-            // Reading the clock for every message costs measurable CPU; while messages flow,
-            // the batch deadline is checked on every 8th turn (and on every idle one).
-            let check_clock = idle || iteration.is_multiple_of(8);
-            let due_at = due(st.batch.started, settings.max_wait);
-            let now = if check_clock {
-                Some(Instant::now())
-            } else {
-                None
-            };
-            if let Some(n) = now
-                && n >= next_lag
-            {
+            let now = Instant::now();
+            if now >= next_lag {
                 st.publish_lag(&consumer);
-                next_lag = n + Duration::from_secs(1);
+                next_lag = now + Duration::from_secs(1);
             }
-            if st.batch.len() >= batch_size || matches!((due_at, now), (Some(d), Some(n)) if n >= d)
-            {
+            let due_at = due(st.batch.started, settings.max_wait);
+            if st.batch.len() >= batch_size || due_at.is_some_and(|d| now >= d) {
                 st.flush(false);
             }
             // Backpressure: a full batch with no room to send it pauses the partitions; polling
@@ -454,62 +539,59 @@ fn run(
                 }
             }
             let until_due = due(st.batch.started, settings.max_wait)
-                .zip(now)
-                .map(|(d, now)| d.saturating_duration_since(now))
+                .map(|d| d.saturating_duration_since(now))
                 .unwrap_or(Duration::from_millis(100));
-            until_due.clamp(Duration::from_millis(1), Duration::from_millis(100))
+            (
+                until_due.clamp(Duration::from_millis(1), Duration::from_millis(100)),
+                batch_size.saturating_sub(st.batch.len()).min(FETCH_MAX),
+            )
         };
-        // Time is measured on one loop turn in SAMPLE (a clock read costs about as much as a
-        // tenth of a message's conversion) and scaled up.
-        iteration = iteration.wrapping_add(1);
-        let sampled = iteration.is_multiple_of(SAMPLE);
-        let t0 = sampled.then(Instant::now);
-        let polled = consumer.poll(timeout);
-        let t1 = sampled.then(Instant::now);
-        if let (Some(a), Some(b)) = (t0, t1) {
-            ctx.stats.poll_seconds.add((b - a) * SAMPLE);
+        let t0 = Instant::now();
+        // Rebalances, commit results and client errors; messages only of partitions not
+        // forwarded to our queue (taken while they come, so that path is slow but not stuck;
+        // a full batch may take one more).
+        let mut polled = 0;
+        loop {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => {
+                    ctx.set_brokers_down(None);
+                    ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                    let one = Fetch::Message {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        payload: m.payload().unwrap_or(&[]),
+                    };
+                    ctx.state().take(std::iter::once(one), &mut errors_logged);
+                    polled += 1;
+                    if polled >= room {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Some(suppressed) = errors_logged.allow() {
+                        tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
+                    }
+                    break;
+                }
+                None => break,
+            }
         }
-        idle = !matches!(polled, Some(Ok(_)));
-        match polled {
-            Some(Ok(m)) => {
+        if polled >= room {
+            // Blocked: wait for a batch to finish instead of for messages.
+            ctx.state().wait_one(&consumer, timeout);
+            ctx.stats.poll_seconds.add(t0.elapsed());
+        } else {
+            let wait = if polled > 0 { Duration::ZERO } else { timeout };
+            let n = ctx.queue.consume(wait, room - polled, &mut fetched);
+            let t1 = Instant::now();
+            ctx.stats.poll_seconds.add(t1 - t0);
+            if n > 0 {
                 ctx.set_brokers_down(None);
-                let mut st = ctx.state();
-                let (partition, offset) = (m.partition(), m.offset());
-                st.stats.consumed.fetch_add(1, Ordering::Relaxed);
-                *st.counted.entry(partition).or_insert(0) += 1;
-                st.positions.insert(partition, offset);
-                st.unpublished += 1;
-                if st.unpublished >= 1024 {
-                    st.publish_counts();
-                }
-                let id = st.batch.id;
-                st.tracker.record(partition, id, offset);
-                let State {
-                    batch,
-                    converter,
-                    settings,
-                    keep_payload,
-                    ..
-                } = &mut *st;
-                batch.add(
-                    converter,
-                    settings.kind,
-                    &settings.routing,
-                    *keep_payload,
-                    partition,
-                    offset,
-                    m.payload().unwrap_or(&[]),
-                );
-                if let Some(b) = t1 {
-                    ctx.stats.convert_seconds.add(b.elapsed() * SAMPLE);
-                }
+                ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                ctx.state().take(fetched.iter(), &mut errors_logged);
+                fetched.release();
+                ctx.stats.convert_seconds.add(t1.elapsed());
             }
-            Some(Err(e)) => {
-                if let Some(suppressed) = errors_logged.allow() {
-                    tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
-                }
-            }
-            None => {}
         }
         if let Some(since) = ctx.brokers_down()
             && since.elapsed() >= settings.brokers_down_exit
@@ -526,6 +608,15 @@ fn run(
         }
     }
     shutdown(&consumer, &settings, &cancel, &label);
+}
+
+/// Closes the message queue when the consumer thread ends, however it ends.
+struct CloseQueue<'a>(&'a MessageQueue);
+
+impl Drop for CloseQueue<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Flushes, waits for in-flight writes up to the shutdown timeout (then abandons them),
@@ -550,5 +641,6 @@ fn shutdown(
     st.commit(consumer, CommitMode::Sync);
     drop(st);
     consumer.unsubscribe();
+    ctx.queue.close();
     tracing::info!(consumer = %label, "consumer stopped");
 }

@@ -11,6 +11,7 @@
 pub mod batch;
 mod consumer;
 pub mod deadletter;
+mod fetch;
 pub mod offsets;
 
 pub use consumer::{ConsumerHandle, spawn_consumer};
@@ -50,15 +51,16 @@ pub struct PipelineSettings {
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
 #[derive(Debug, Default)]
 pub struct PipelineStats {
-    /// Messages consumed (counted as they arrive).
-    pub consumed: AtomicU64,
     /// Messages rejected (converter or InfluxDB), dead-lettered or not.
     pub rejected: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub sanitized: AtomicU64,
     pub batches: AtomicU64,
     pub commits: AtomicU64,
-    /// Consumed messages by (topic, partition).
+    /// Calls that handed a consumer messages: one per batch taken from librdkafka, one per
+    /// message that came through `poll` instead. `consumed / fetches` is the mean batch.
+    pub fetches: AtomicU64,
+    /// Consumed messages by (topic, partition), counted per fetch as they arrive.
     pub consumed_by: Labelled<(String, i32)>,
     /// Rejected messages by reason label.
     pub rejected_by: Labelled<&'static str>,
@@ -66,10 +68,21 @@ pub struct PipelineStats {
     pub lag: Labelled<(String, i32)>,
     /// Partitions assigned, by consumer.
     pub assigned: Labelled<String>,
-    /// Time consumers spent in `poll` (waiting for and fetching messages) and converting
-    /// (decode + encode into the batch); sampled, see `consumer.rs`.
+    /// Time consumers spent waiting for and taking messages from librdkafka, and converting
+    /// them (decode + encode into the batch).
     pub poll_seconds: Seconds,
     pub convert_seconds: Seconds,
+}
+
+impl PipelineStats {
+    /// Messages consumed, all topics and partitions.
+    pub fn consumed(&self) -> u64 {
+        self.consumed_by
+            .snapshot()
+            .iter()
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
 }
 
 /// Process-wide signals between the daemon and its consumers.
@@ -137,6 +150,7 @@ pub async fn process_batch(
         if single {
             spare.lines = body.body.try_into_mut().ok();
             spare.line_ends = body.line_ends;
+            spare.line_sources = g.sources;
         }
     }
     for d in &letters {
