@@ -367,3 +367,87 @@ async fn discard_sink_counts_every_point_over_reused_connections() {
     );
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_without_verification_writes_and_an_untrusted_certificate_is_never_written_to() {
+    let influx = Influx::start_tls();
+    let (w, _) = writer(InfluxConfig {
+        ssl: true,
+        verify_ssl: false,
+        ..config(&influx)
+    });
+    let r = w.write("mon", &batch(lines("tls", 50))).await.unwrap();
+    assert_eq!(r.written, 50);
+    assert_eq!(influx.count("mon", "tls"), 50);
+
+    // Verification on: the test CA is in no trust store this process reads.
+    let (strict, shutdown) = writer(InfluxConfig {
+        ssl: true,
+        verify_ssl: true,
+        ..config(&influx)
+    });
+    let stats = strict.stats();
+    let b = batch(lines("tls_untrusted", 5));
+    let attempt = tokio::time::timeout(Duration::from_secs(2), strict.write("mon", &b)).await;
+    assert!(
+        attempt.is_err(),
+        "an unverifiable server must not be written to"
+    );
+    assert!(stats.retries[RetryCause::Transport as usize].load(Ordering::Relaxed) >= 2);
+    assert_eq!(stats.points_written.load(Ordering::Relaxed), 0);
+    assert_eq!(influx.count("mon", "tls_untrusted"), 0);
+    shutdown.cancel();
+}
+
+/// `SSL_CERT_FILE` replaces the system's CA store (how an operator trusts a private CA without
+/// installing it system-wide). Environment variables are process-wide, so the write runs in a
+/// child process: this test binary again, running only `https_child_verified_write`.
+#[test]
+fn https_with_verification_trusts_the_ca_named_by_ssl_cert_file() {
+    let influx = Influx::start_tls();
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new(exe)
+        .args([
+            "https_child_verified_write",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SSL_CERT_FILE", influx.ca.as_ref().expect("TLS server"))
+        .env("MP_TEST_HTTPS_PORT", influx.port.to_string())
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(influx.count("mon", "tls_verified"), 30);
+}
+
+#[test]
+#[ignore = "run by https_with_verification_trusts_the_ca_named_by_ssl_cert_file in a child process"]
+fn https_child_verified_write() {
+    let Ok(port) = std::env::var("MP_TEST_HTTPS_PORT") else {
+        eprintln!("not started by its parent test; nothing to do");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (w, _) = writer(InfluxConfig {
+            port: port.parse().expect("port"),
+            ssl: true,
+            verify_ssl: true,
+            retry_initial_ms: 20,
+            retry_max_seconds: 0.5,
+            ..InfluxConfig::default()
+        });
+        let b = batch(lines("tls_verified", 30));
+        let r = tokio::time::timeout(Duration::from_secs(20), w.write("mon", &b))
+            .await
+            .expect("a verified write finishes")
+            .expect("written");
+        assert_eq!(r.written, 30);
+    });
+}

@@ -55,12 +55,22 @@ pub struct Influx {
     dir: TempDir,
     /// Credentials `query` sends, once auth is on.
     pub auth: Option<(String, String)>,
+    /// With HTTPS: the CA that signed the server's certificate (the harness itself talks to
+    /// the server through `curl`, trusting it).
+    pub ca: Option<PathBuf>,
+    /// Where the certificates live (removed on drop).
+    certs: Option<TempDir>,
 }
 
 impl Influx {
     /// Starts `influxd` with extra `INFLUXDB_*` environment settings and waits for `/ping`.
     /// Picks new ports and tries again if the server exits at once (a port taken meanwhile).
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_inner(env, None)
+    }
+
+    fn start_inner(env: &[(&str, &str)], certs: Option<TempDir>) -> Self {
+        let ca = certs.as_ref().map(|c| c.0.join("ca.pem"));
         let mut influx = Influx {
             child: None,
             addr: String::new(),
@@ -72,6 +82,8 @@ impl Influx {
                 .collect(),
             dir: TempDir::new("influx"),
             auth: None,
+            ca,
+            certs,
         };
         for _ in 0..5 {
             influx.port = free_port();
@@ -86,6 +98,86 @@ impl Influx {
 
     pub fn start() -> Self {
         Self::start_with(&[])
+    }
+
+    /// Starts `influxd` serving HTTPS only, with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a throw-away CA (`self.ca`), made with the `openssl` command.
+    pub fn start_tls() -> Self {
+        let certs = TempDir::new("influx-tls");
+        let d = &certs.0;
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("write san.ext");
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=monasca-persister test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.pem",
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("run openssl (Debian's `openssl` package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let cert = d.join("server.pem").to_string_lossy().into_owned();
+        let key = d.join("server.key").to_string_lossy().into_owned();
+        Self::start_inner(
+            &[
+                ("INFLUXDB_HTTP_HTTPS_ENABLED", "true"),
+                ("INFLUXDB_HTTP_HTTPS_CERTIFICATE", &cert),
+                ("INFLUXDB_HTTP_HTTPS_PRIVATE_KEY", &key),
+            ],
+            Some(certs),
+        )
     }
 
     fn log_tail(&self) -> String {
@@ -152,7 +244,10 @@ impl Influx {
     }
 
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-        http_request(&self.addr, method, path, body)
+        match &self.ca {
+            None => http_request(&self.addr, method, path, body),
+            Some(ca) => curl_request(ca, &format!("https://{}{path}", self.addr), method, body),
+        }
     }
 
     /// Runs an InfluxQL statement; panics unless it answers 200.
@@ -276,6 +371,40 @@ pub fn http_request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// One HTTPS request through `curl`, trusting `ca`: (status, body); status 0 when curl got
+/// no answer.
+fn curl_request(
+    ca: &std::path::Path,
+    url: &str,
+    method: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut child = Command::new("curl")
+        .args(["-s", "--max-time", "60", "--cacert"])
+        .arg(ca)
+        .args([
+            "-X",
+            method,
+            "--data-binary",
+            "@-",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("curl stdin"))?
+        .write_all(body)?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
 }
 
 pub fn urlencode(s: &str) -> String {
