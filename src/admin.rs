@@ -209,6 +209,13 @@ pub fn render(state: &AdminState) -> String {
     );
     sample(
         &mut out,
+        "monasca_persister_batches_in_flight",
+        "gauge",
+        "Batches being written and dead-lettered, not yet finished.",
+        p.batches_in_flight.load(Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
         "monasca_persister_bytes_in_flight",
         "gauge",
         "Line-protocol bytes being written.",

@@ -149,6 +149,7 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
             group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
             brokers_down_exit: Duration::from_secs_f64(config.kafka.brokers_down_exit_seconds),
             shutdown_timeout,
+            lag_interval: Duration::from_secs_f64(config.persister.lag_interval_seconds),
         });
         for i in 0..p.num_processors {
             let h = spawn_consumer(

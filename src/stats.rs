@@ -82,6 +82,13 @@ impl<K: Ord + Clone> Labelled<K> {
         }
     }
 
+    /// Drops the series (a gauge whose subject went away, e.g. a revoked partition's lag).
+    pub fn remove(&self, k: &K) {
+        if let Ok(mut m) = self.values.lock() {
+            m.remove(k);
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<(K, i64)> {
         self.values
             .lock()

@@ -457,7 +457,7 @@ fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
     let cfg = toml_config(
         &s,
         "",
-        &format!("admin_listen = \"127.0.0.1:{admin}\"\nstatistics_interval_ms = 500"),
+        &format!("admin_listen = \"127.0.0.1:{admin}\"\nlag_interval_seconds = 0.5"),
     );
     let p = Persister::start(&cfg);
     let loadgen = std::process::Command::new(env!("CARGO_BIN_EXE_monasca-persister"))

@@ -1,6 +1,7 @@
 //! The Kafka side against librdkafka's in-process mock cluster, writing into an in-process
 //! discard sink whose answers the tests control: commits follow writes, revocation flushes and
-//! commits, a rebalance between two consumers loses nothing, a broker outage is survived.
+//! commits, a rebalance between two consumers loses nothing, a broker outage is survived,
+//! the lag gauge counts what waits and belongs to the partition's owner.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -101,6 +102,7 @@ impl Harness {
             group_instance_id: None,
             brokers_down_exit: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(10),
+            lag_interval: Duration::from_secs(1),
         });
         let dead = Arc::new(DeadLetters::new(topic.into(), None, self.cancel.clone()));
         spawn_consumer(
@@ -214,9 +216,12 @@ impl Running {
         self.stats.consumed()
     }
 
-    /// Stops it (flush, commit, leave) and waits for its thread.
+    /// Stops it (flush, commit, leave) and waits for its thread, which must end in time.
     fn stop(self) {
         self.control.stop.store(true, Ordering::Relaxed);
+        wait_for("the consumer to stop", Duration::from_secs(60), || {
+            self.thread.is_finished()
+        });
         self.thread.join().unwrap();
     }
 }
@@ -345,14 +350,27 @@ fn two_consumers_split_partitions_and_a_rebalance_loses_nothing() {
     let s = Scenario::new("m4", 4);
     s.produce(0..1000);
     let a = s.consumer(50, Duration::from_millis(100), 0);
-    std::thread::sleep(Duration::from_secs(4));
+    wait_for("A reports lag for all 4", Duration::from_secs(30), || {
+        lag_partitions(&a).len() == 4
+    });
     let b = s.consumer(50, Duration::from_millis(100), 1);
     s.produce(1000..2000);
-    std::thread::sleep(Duration::from_secs(4));
+    // Each reports lag only for partitions it owns: A drops the revoked ones' gauges.
+    wait_for(
+        "A reports lag for its half only",
+        Duration::from_secs(30),
+        || lag_partitions(&a).len() == 2,
+    );
+    // (B reports for those of its partitions it has consumed from, if any yet.)
+    let (la, lb) = (lag_partitions(&a), lag_partitions(&b));
+    assert!(la.is_disjoint(&lb), "A {la:?} and B {lb:?} both report lag");
     // A leaves cleanly; B takes all partitions.
     a.stop();
     s.produce(2000..3000);
     s.drained(3000, Duration::from_secs(40));
+    wait_for("B reports lag for all 4", Duration::from_secs(10), || {
+        lag_partitions(&b).len() == 4
+    });
     b.stop();
 }
 
@@ -388,8 +406,68 @@ fn a_rebalance_while_paused_for_backpressure_does_not_leave_partitions_paused() 
     assert!(a.consumed() < 2000, "backpressure stopped consumption");
     let b = s.consumer(10, Duration::from_millis(50), 1);
     std::thread::sleep(Duration::from_secs(12));
+    // A's revocation could not send its full batch within the bound (3); it kept it.
+    let in_flight = a.stats.batches_in_flight.load(Ordering::Relaxed);
+    assert!(
+        (1..=3).contains(&in_flight),
+        "{in_flight} batches in flight"
+    );
     s.refuse(0);
     s.drained(2000, Duration::from_secs(60));
     a.stop();
     b.stop();
+}
+
+/// Partitions a consumer currently reports lag for.
+fn lag_partitions(r: &Running) -> BTreeSet<i32> {
+    r.stats
+        .lag
+        .snapshot()
+        .into_iter()
+        .map(|((_, p), _)| p)
+        .collect()
+}
+
+#[test]
+fn lag_counts_what_waits_behind_backpressure_and_returns_to_zero() {
+    let s = Scenario::new("m7", 1);
+    s.refuse(503);
+    s.produce(0..2000);
+    let a = s.consumer(10, Duration::from_millis(50), 0);
+    // Blocked after a few batches: nearly all 2000 wait behind it.
+    wait_for("lag while blocked", Duration::from_secs(30), || {
+        a.stats.lag.sum() >= 1900
+    });
+    assert_eq!(
+        a.stats.lag.sum(),
+        2000 - a.consumed() as i64,
+        "lag = high watermark - consumed"
+    );
+    assert_eq!(lag_partitions(&a), BTreeSet::from([0]));
+    s.refuse(0);
+    s.drained(2000, Duration::from_secs(60));
+    wait_for("lag back to 0", Duration::from_secs(10), || {
+        a.stats.lag.sum() == 0
+    });
+    a.stop();
+}
+
+#[test]
+fn a_failed_commit_is_retried_even_when_no_more_messages_come() {
+    let s = Scenario::new("m8", 1);
+    s.produce(0..100);
+    // The first two OffsetCommit requests fail with an error librdkafka does not retry itself.
+    s.cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::OffsetCommit,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 2],
+    );
+    // No message comes after these 100: only a retry can commit them.
+    let c = s.consumer(100, Duration::from_millis(100), 0);
+    s.drained(100, Duration::from_secs(30));
+    wait_for(
+        "the acknowledged commit counted",
+        Duration::from_secs(5),
+        || c.stats.commits.load(Ordering::Relaxed) >= 1,
+    );
+    c.stop();
 }

@@ -79,7 +79,7 @@ const KEYS: &[(&str, &[(&str, Ty)])] = &[
             ("log_level", Ty::Str),
             ("log_dir", Ty::Str),
             ("admin_listen", Ty::Str),
-            ("statistics_interval_ms", Ty::Int),
+            ("lag_interval_seconds", Ty::Float),
         ],
     ),
 ];

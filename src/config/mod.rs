@@ -167,8 +167,9 @@ pub struct PersisterConfig {
     pub log_dir: String,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/ready`). Empty: off.
     pub admin_listen: String,
-    /// How often librdkafka reports statistics (consumer lag), in milliseconds.
-    pub statistics_interval_ms: u64,
+    /// How often each consumer refreshes its consumer-lag gauge (from librdkafka's cached
+    /// high watermarks; no request to the broker), in seconds.
+    pub lag_interval_seconds: f64,
 }
 
 impl Default for PersisterConfig {
@@ -181,7 +182,7 @@ impl Default for PersisterConfig {
             log_level: "info".into(),
             log_dir: String::new(),
             admin_listen: "127.0.0.1:9091".into(),
-            statistics_interval_ms: 5000,
+            lag_interval_seconds: 1.0,
         }
     }
 }
@@ -415,11 +416,30 @@ impl Config {
                 "must be an address like 127.0.0.1:9091 (or empty)",
             );
         }
+        if !positive(self.persister.lag_interval_seconds) {
+            return bad(
+                "persister.lag_interval_seconds",
+                "must be a positive number",
+            );
+        }
         if self.persister.max_message_bytes == 0 {
             return bad("persister.max_message_bytes", "must be at least 1");
         }
         if !positive(self.kafka.brokers_down_exit_seconds) {
             return bad("kafka.brokers_down_exit_seconds", "must be positive");
+        }
+        // Offsets are committed by us, only after the write: librdkafka storing or committing
+        // positions on its own would commit messages that were consumed but never written.
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if let Some(v) = self.kafka.properties.get(key)
+                && v.trim() != "false"
+            {
+                return bad(
+                    &format!("kafka.properties.{key}"),
+                    "must be false (or unset): offsets are committed only after the write, \
+                     and librdkafka committing on its own would lose unwritten messages",
+                );
+            }
         }
         Ok(())
     }
@@ -552,6 +572,20 @@ mod tests {
     fn invalid_value_names_the_key() {
         let e = load(&write("zero.toml", "[kafka_metrics]\nbatch_size = 0\n")).unwrap_err();
         assert_eq!(e.key, "kafka_metrics.batch_size");
+    }
+
+    #[test]
+    fn auto_commit_properties_are_refused() {
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            let text = format!("[kafka.properties]\n\"{key}\" = \"true\"\n");
+            let e = load(&write("autocommit.toml", &text)).unwrap_err();
+            assert_eq!(e.key, format!("kafka.properties.{key}"));
+            let text = format!("[kafka.properties]\n\"{key}\" = \"false\"\n");
+            assert!(
+                load(&write("autocommit.toml", &text)).is_ok(),
+                "{key} = false"
+            );
+        }
     }
 
     #[test]

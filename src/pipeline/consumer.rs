@@ -15,6 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::PendingBatch;
+use super::commit::CommitQueue;
 use super::deadletter::DeadLetters;
 use super::fetch::{Fetch, Fetched, MessageQueue};
 use super::offsets::OffsetTracker;
@@ -25,6 +26,9 @@ use std::sync::atomic::Ordering;
 
 /// The most messages taken from librdkafka in one call.
 const FETCH_MAX: usize = 1024;
+
+/// How long after a failed commit it is retried (unless a finished batch commits first).
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
 /// A running consumer thread.
 pub struct ConsumerHandle {
@@ -41,8 +45,13 @@ struct State {
     next_id: u64,
     in_flight: usize,
     tracker: OffsetTracker,
-    /// Offsets computed but not yet acknowledged by a commit (retried with the next one).
+    /// Offsets to commit: computed and not yet sent, or sent and failed (retried).
     uncommitted: std::collections::BTreeMap<i32, i64>,
+    /// The highest offset sent in a commit, per partition: a failed commit is retried only if
+    /// no later one was sent since.
+    last_sent: std::collections::HashMap<i32, i64>,
+    /// When to retry failed commits if no finished batch commits before.
+    retry_commit_at: Option<Instant>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
     writer: Writer,
@@ -64,12 +73,19 @@ struct Ctx {
     state: Mutex<State>,
     /// Where assigned partitions' messages go (see `fetch`).
     queue: MessageQueue,
+    /// Where commit results go (see `commit`).
+    commits: CommitQueue,
     /// The topic, for forwarding its partitions.
     topic: std::ffi::CString,
     brokers_down_since: Mutex<Option<Instant>>,
+    /// An assigned partition could not be forwarded: its messages would never arrive, so
+    /// the consumer thread stops the daemon (fatal exit; systemd restarts it).
+    forward_failed: std::sync::atomic::AtomicBool,
     label: String,
     /// For assignment counts, without taking `state`.
     stats: Arc<PipelineStats>,
+    /// The partitions assigned, as the rebalance callbacks told.
+    assigned: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 impl Ctx {
@@ -99,7 +115,8 @@ impl ClientContext for Ctx {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
                 tracing::warn!(consumer = %self.label, facility = fac, "librdkafka: {msg}")
             }
             _ => tracing::debug!(consumer = %self.label, facility = fac, "librdkafka: {msg}"),
@@ -126,16 +143,21 @@ impl ConsumerContext for Ctx {
             // Flush and wait, so what we consumed from these partitions is committed by us
             // before their new owner starts; whatever cannot finish in time is not committed
             // (the new owner consumes it again: at-least-once, and InfluxDB overwrites the
-            // identical points).
-            st.flush(true);
+            // identical points). A batch that cannot be sent within the in-flight bound stays
+            // (it is written later; its revoked partitions' offsets are forgotten below), so
+            // rebalances during an outage do not pile up batches.
             let deadline = Instant::now() + st.settings.shutdown_timeout;
+            st.flush_by(deadline);
             st.wait_all(deadline);
             st.commit(consumer, CommitMode::Sync);
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             for &p in &parts {
                 st.tracker.forget(p);
                 st.uncommitted.remove(&p);
+                st.last_sent.remove(&p);
                 st.positions.remove(&p);
+                // Its lag is now the new owner's to report.
+                st.stats.lag.remove(&(st.settings.topic.clone(), p));
             }
             st.paused = None;
             tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
@@ -147,26 +169,66 @@ impl ConsumerContext for Ctx {
         result: rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
-        if let Err(e) = result {
-            // Retry with the next commit, for partitions this consumer still owns.
-            let mut st = self.state();
-            for el in offsets.elements() {
-                if let Offset::Offset(o) = el.offset()
-                    && st.positions.contains_key(&el.partition())
-                {
-                    let entry = st.uncommitted.entry(el.partition()).or_insert(o);
-                    *entry = (*entry).max(o);
+        let mut st = self.state();
+        let mut retry = Vec::new();
+        let mut error = result.as_ref().err().map(|e| e.to_string());
+        for el in offsets.elements() {
+            let Offset::Offset(o) = el.offset() else {
+                continue;
+            };
+            let p = el.partition();
+            let failed = match el.error() {
+                Err(e) => {
+                    error.get_or_insert_with(|| e.to_string());
+                    true
                 }
+                Ok(()) => result.is_err(),
+            };
+            // Retry for partitions still ours, unless a later commit superseded this one.
+            if failed
+                && st.positions.contains_key(&p)
+                && st.last_sent.get(&p).is_none_or(|&sent| sent <= o)
+            {
+                let entry = st.uncommitted.entry(p).or_insert(o);
+                *entry = (*entry).max(o);
+                retry.push((p, o));
             }
-            tracing::warn!(consumer = %self.label, error = %e, "offset commit failed; will retry");
+        }
+        match error {
+            None => {
+                st.stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(e) if !retry.is_empty() => {
+                st.retry_commit_at = Some(Instant::now() + COMMIT_RETRY);
+                tracing::warn!(consumer = %self.label, error = %e, offsets = ?retry, "offset commit failed; will retry");
+            }
+            Some(e) => {
+                tracing::info!(consumer = %self.label, error = %e, "offset commit failed for partitions no longer ours or already committed further");
+            }
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Ok(a) = consumer.assignment() {
+        // The assignment is tracked here rather than asked of librdkafka: during close, once
+        // the last partitions are unassigned the group handle may terminate, and librdkafka
+        // then drops requests such as `rd_kafka_assignment` unanswered, so it would wait
+        // forever (seen on the mock cluster: a consumer that never finished stopping).
+        {
+            let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            match rebalance {
+                Rebalance::Assign(tpl) => {
+                    assigned.extend(tpl.elements().iter().map(|e| e.partition()))
+                }
+                Rebalance::Revoke(tpl) => {
+                    for e in tpl.elements() {
+                        assigned.remove(&e.partition());
+                    }
+                }
+                Rebalance::Error(_) => {}
+            }
             self.stats
                 .assigned
-                .set(self.label.clone(), a.count() as i64);
+                .set(self.label.clone(), assigned.len() as i64);
         }
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -178,7 +240,8 @@ impl ConsumerContext for Ctx {
                             .forward(consumer.client().native_ptr(), &self.topic, p)
                     };
                     if !forwarded {
-                        tracing::debug!(consumer = %self.label, partition = p, "partition not forwarded; its messages come through poll");
+                        tracing::error!(consumer = %self.label, partition = p, "cannot forward an assigned partition to the batch queue; stopping");
+                        self.forward_failed.store(true, Ordering::Relaxed);
                     }
                 }
                 self.state().paused = None;
@@ -193,12 +256,10 @@ impl ConsumerContext for Ctx {
 }
 
 impl State {
-    /// Hands the current batch to the runtime unless it is empty or (when `force` is false)
-    /// the in-flight bound is reached.
-    fn flush(&mut self, force: bool) -> bool {
-        if self.batch.is_empty()
-            || (!force && self.in_flight >= self.settings.max_batches_in_flight)
-        {
+    /// Hands the current batch to the runtime unless it is empty or the in-flight bound is
+    /// reached.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() || self.in_flight >= self.settings.max_batches_in_flight {
             return false;
         }
         self.next_id += 1;
@@ -230,7 +291,21 @@ impl State {
             let _ = tx.send(Done { id, result });
         });
         self.in_flight += 1;
+        self.stats.batches_in_flight.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Flushes the batch, first waiting until `deadline` for the in-flight bound to allow
+    /// it. False if there was nothing to flush or no room in time (the batch stays).
+    fn flush_by(&mut self, deadline: Instant) -> bool {
+        while !self.batch.is_empty() && self.in_flight >= self.settings.max_batches_in_flight {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done_rx.recv_timeout(left) {
+                Ok(d) => self.finish(d),
+                Err(_) => break,
+            }
+        }
+        self.flush()
     }
 
     /// Converts fetched messages into the current batch (which has room for all of them);
@@ -337,6 +412,7 @@ impl State {
 
     fn finish(&mut self, d: Done) {
         self.in_flight -= 1;
+        self.stats.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
         match d.result {
             Ok(spare) => {
                 self.tracker.complete(d.id);
@@ -387,7 +463,10 @@ impl State {
         }
     }
 
+    /// Commits what became committable plus what failed before. `Sync` waits for the
+    /// answer (revocation, shutdown); `Async` gets it later through `commit_callback`.
     fn commit(&mut self, consumer: &BaseConsumer<Ctx>, mode: CommitMode) {
+        self.retry_commit_at = None;
         for (p, o) in self.tracker.committable() {
             self.uncommitted.insert(p, o);
         }
@@ -401,13 +480,31 @@ impl State {
                 return;
             }
         }
-        match consumer.commit(&tpl, mode) {
+        let sent = match mode {
+            CommitMode::Sync => consumer.commit(&tpl, mode).map_err(|e| e.to_string()),
+            // SAFETY: on the consumer thread, while the client lives (the queue is closed
+            // before it is destroyed).
+            CommitMode::Async => unsafe {
+                consumer
+                    .context()
+                    .commits
+                    .commit(consumer.client().native_ptr(), &tpl)
+            }
+            .map_err(|e| e.to_string()),
+        };
+        match sent {
             Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(consumer = %self.label, offsets = ?self.uncommitted, "committed");
+                if matches!(mode, CommitMode::Sync) {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(consumer = %self.label, offsets = ?self.uncommitted, ?mode, "commit sent");
+                for (&p, &o) in &self.uncommitted {
+                    self.last_sent.insert(p, o);
+                }
                 self.uncommitted.clear();
             }
             Err(e) => {
+                self.retry_commit_at = Some(Instant::now() + COMMIT_RETRY);
                 tracing::warn!(consumer = %self.label, error = %e, offsets = ?self.uncommitted, "commit failed; will retry")
             }
         }
@@ -445,6 +542,8 @@ pub fn spawn_consumer(
         in_flight: 0,
         tracker: OffsetTracker::default(),
         uncommitted: Default::default(),
+        last_sent: Default::default(),
+        retry_commit_at: None,
         done_tx,
         done_rx,
         keep_payload: dead.target.is_some(),
@@ -464,18 +563,14 @@ pub fn spawn_consumer(
         stats: state.stats.clone(),
         state: Mutex::new(state),
         queue: MessageQueue::closed(),
+        commits: CommitQueue::closed(),
         topic,
         brokers_down_since: Mutex::new(None),
+        forward_failed: Default::default(),
+        assigned: Default::default(),
         label: label.clone(),
     };
     let consumer: BaseConsumer<Ctx> = cc.create_with_context(ctx)?;
-    // SAFETY: the consumer thread closes the queue before it drops the consumer.
-    unsafe {
-        consumer
-            .context()
-            .queue
-            .open(consumer.client().native_ptr())
-    };
     consumer.subscribe(&[settings.topic.as_str()])?;
     let thread_label = label.clone();
     let thread = std::thread::Builder::new()
@@ -493,14 +588,23 @@ fn run(
     label: String,
 ) {
     let ctx = consumer.context().clone();
+    // SAFETY: opened before the first poll (so before any assignment is forwarded) and
+    // closed by `_close`, which is declared after `consumer` and so dropped before it.
+    unsafe {
+        ctx.queue.open(consumer.client().native_ptr());
+        ctx.commits.open(consumer.client().native_ptr());
+    }
     // Declared after `consumer`, so dropped before it: both hold librdkafka objects that
     // must go before the client does.
-    let _close = CloseQueue(&ctx.queue);
+    let _close = CloseQueue(&ctx);
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
     let batch_size = settings.batch_size;
     let mut next_lag = Instant::now();
     let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
     loop {
+        if ctx.forward_failed.load(Ordering::Relaxed) {
+            control.fatal.store(true, Ordering::Relaxed);
+        }
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
         }
@@ -508,13 +612,16 @@ fn run(
             let mut st = ctx.state();
             st.drain(&consumer);
             let now = Instant::now();
+            if st.retry_commit_at.is_some_and(|t| now >= t) {
+                st.commit(&consumer, CommitMode::Async);
+            }
             if now >= next_lag {
                 st.publish_lag(&consumer);
-                next_lag = now + Duration::from_secs(1);
+                next_lag = now + settings.lag_interval;
             }
             let due_at = due(st.batch.started, settings.max_wait);
             if st.batch.len() >= batch_size || due_at.is_some_and(|d| now >= d) {
-                st.flush(false);
+                st.flush();
             }
             // Backpressure: a full batch with no room to send it pauses the partitions; polling
             // goes on (group membership, callbacks) but fetches nothing.
@@ -582,7 +689,8 @@ fn run(
             ctx.stats.poll_seconds.add(t0.elapsed());
         } else {
             let wait = if polled > 0 { Duration::ZERO } else { timeout };
-            let n = ctx.queue.consume(wait, room - polled, &mut fetched);
+            // SAFETY: this thread is the only one that consumes, forwards or closes.
+            let n = unsafe { ctx.queue.consume(wait, room - polled, &mut fetched) };
             let t1 = Instant::now();
             ctx.stats.poll_seconds.add(t1 - t0);
             if n > 0 {
@@ -610,17 +718,21 @@ fn run(
     shutdown(&consumer, &settings, &cancel, &label);
 }
 
-/// Closes the message queue when the consumer thread ends, however it ends.
-struct CloseQueue<'a>(&'a MessageQueue);
+/// Closes our queues when the consumer thread ends, however it ends.
+struct CloseQueue<'a>(&'a Ctx);
 
 impl Drop for CloseQueue<'_> {
     fn drop(&mut self) {
-        self.0.close();
+        // SAFETY: runs on the consumer thread, the only one using the queues.
+        unsafe {
+            self.0.queue.close();
+            self.0.commits.close();
+        }
     }
 }
 
-/// Flushes, waits for in-flight writes up to the shutdown timeout (then abandons them),
-/// commits what was written and leaves the group.
+/// Flushes (within the in-flight bound), waits for in-flight writes up to the shutdown
+/// timeout (then abandons them), commits what was written and leaves the group.
 fn shutdown(
     consumer: &BaseConsumer<Ctx>,
     settings: &PipelineSettings,
@@ -630,8 +742,10 @@ fn shutdown(
     let ctx = consumer.context();
     let mut st = ctx.state();
     st.drain(consumer);
-    st.flush(true);
     let deadline = Instant::now() + settings.shutdown_timeout;
+    if !st.flush_by(deadline) && !st.batch.is_empty() {
+        tracing::warn!(consumer = %label, messages = st.batch.len(), "shutdown timeout: no room to send the last batch in time; it stays uncommitted");
+    }
     st.wait_all(deadline);
     if st.in_flight > 0 {
         tracing::warn!(consumer = %label, in_flight = st.in_flight, "shutdown timeout: abandoning in-flight writes (they stay uncommitted)");
@@ -641,6 +755,11 @@ fn shutdown(
     st.commit(consumer, CommitMode::Sync);
     drop(st);
     consumer.unsubscribe();
-    ctx.queue.close();
+    // SAFETY: on the consumer thread, the only one using the queues. The revocation that
+    // closing the consumer triggers commits synchronously, without the commit queue.
+    unsafe {
+        ctx.queue.close();
+        ctx.commits.close();
+    }
     tracing::info!(consumer = %label, "consumer stopped");
 }

@@ -7,8 +7,8 @@
 //! `rd_kafka_consume_batch_queue`: one call, one lock round per message, for up to a batch.
 //!
 //! The consumer's own queue still carries everything else (rebalances, commit results,
-//! errors), served by rust-rdkafka's `poll`, which also returns any message of a partition
-//! not forwarded here, so nothing depends on forwarding having happened.
+//! errors), served by rust-rdkafka's `poll`, which also returns the messages of a partition
+//! that was never forwarded.
 //!
 //! librdkafka facts this relies on (librdkafka 2.12, `rdkafka_queue.c`/`rdkafka_partition.c`):
 //! - `rd_kafka_queue_forward` marks the partition queue as forwarded by the application, so
@@ -16,7 +16,9 @@
 //!   move along with the forward.
 //! - Stopping a partition (revocation, pause) bumps its version: messages of the old version
 //!   still in our queue are dropped by `rd_kafka_consume_batch_queue`, not returned.
-//! - A stopped partition's forward is cleared, so every new assignment is forwarded again.
+//! - A stopped partition's forward is cleared but its "forwarded by the application" flag is
+//!   not, so a partition once forwarded and then assigned again without a new forward would
+//!   fill a queue nobody reads: every assignment must be forwarded (a failure is an error).
 //! - `rd_kafka_consume_batch_queue` waits until it has the number asked for or the timeout
 //!   passes, and moves the partition's application position past what it returns.
 
@@ -100,17 +102,54 @@ impl Drop for Fetched {
     }
 }
 
+/// A librdkafka queue handle of ours: null until set once the client exists, destroyed
+/// before the client is. The atomic only satisfies `Sync`; one thread uses it.
+#[derive(Debug)]
+pub(super) struct QueueHandle(AtomicPtr<rd::rd_kafka_queue_t>);
+
+impl QueueHandle {
+    pub(super) fn null() -> Self {
+        QueueHandle(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Takes ownership of `q` (destroying a handle set before).
+    ///
+    /// # Safety
+    /// `q` is a handle from librdkafka that nothing else destroys.
+    pub(super) unsafe fn set(&self, q: *mut rd::rd_kafka_queue_t) {
+        let old = self.0.swap(q, Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: set by us, no longer reachable.
+            unsafe { rd::rd_kafka_queue_destroy(old) };
+        }
+    }
+
+    /// The handle, or null.
+    pub(super) fn get(&self) -> *mut rd::rd_kafka_queue_t {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Destroys the handle; later calls find it null.
+    ///
+    /// # Safety
+    /// Not while another thread uses the handle.
+    pub(super) unsafe fn destroy(&self) {
+        // SAFETY: per this function's contract, and `swap` makes it once only.
+        unsafe { self.set(ptr::null_mut()) };
+    }
+}
+
 /// The queue all assigned partitions are forwarded to. Opened after the client exists and
 /// closed before it is destroyed (`close`); until opened and after closed, it does nothing.
 #[derive(Debug)]
 pub struct MessageQueue {
-    queue: AtomicPtr<rd::rd_kafka_queue_t>,
+    queue: QueueHandle,
 }
 
 impl MessageQueue {
     pub fn closed() -> Self {
         MessageQueue {
-            queue: AtomicPtr::new(ptr::null_mut()),
+            queue: QueueHandle::null(),
         }
     }
 
@@ -119,22 +158,18 @@ impl MessageQueue {
     /// # Safety
     /// `rk` must be a live consumer handle that stays alive until [`MessageQueue::close`].
     pub unsafe fn open(&self, rk: *mut rd::rd_kafka_t) {
-        // SAFETY: per this function's contract.
-        let q = unsafe { rd::rd_kafka_queue_new(rk) };
-        let old = self.queue.swap(q, Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: `old` was created by us and is no longer reachable.
-            unsafe { rd::rd_kafka_queue_destroy(old) };
-        }
+        // SAFETY: per this function's contract; the new queue is ours alone.
+        unsafe { self.queue.set(rd::rd_kafka_queue_new(rk)) };
     }
 
     /// Forwards `partition` of `topic` here. False if the queue is closed or librdkafka has
-    /// no such partition (its messages then arrive through the consumer's own queue).
+    /// no such partition (`rd_kafka_queue_get_partition` creates missing ones, so in practice
+    /// only after `close`).
     ///
     /// # Safety
     /// `rk` must be the live handle the queue was opened on.
     pub unsafe fn forward(&self, rk: *mut rd::rd_kafka_t, topic: &CStr, partition: i32) -> bool {
-        let q = self.queue.load(Ordering::Acquire);
+        let q = self.queue.get();
         if q.is_null() {
             return false;
         }
@@ -153,9 +188,13 @@ impl MessageQueue {
 
     /// Waits up to `timeout` for `max` messages and puts what came (possibly nothing) in
     /// `into`, after releasing what it held.
-    pub fn consume(&self, timeout: Duration, max: usize, into: &mut Fetched) -> usize {
+    ///
+    /// # Safety
+    /// Not concurrently with [`MessageQueue::close`] or `open` (the consumer thread calls
+    /// all three; the rebalance callbacks that `forward` run on it too).
+    pub unsafe fn consume(&self, timeout: Duration, max: usize, into: &mut Fetched) -> usize {
         into.release();
-        let q = self.queue.load(Ordering::Acquire);
+        let q = self.queue.get();
         if q.is_null() || max == 0 {
             return 0;
         }
@@ -171,11 +210,11 @@ impl MessageQueue {
     }
 
     /// Destroys the queue (purging what it holds). Must run before the client is destroyed.
-    pub fn close(&self) {
-        let q = self.queue.swap(ptr::null_mut(), Ordering::AcqRel);
-        if !q.is_null() {
-            // SAFETY: created by `open`, now unreachable.
-            unsafe { rd::rd_kafka_queue_destroy(q) };
-        }
+    ///
+    /// # Safety
+    /// Not concurrently with [`MessageQueue::consume`] or [`MessageQueue::forward`].
+    pub unsafe fn close(&self) {
+        // SAFETY: per this function's contract.
+        unsafe { self.queue.destroy() };
     }
 }

@@ -9,6 +9,7 @@
 //! let memory grow while the sink cannot keep up (it pauses the partitions instead).
 
 pub mod batch;
+mod commit;
 mod consumer;
 pub mod deadletter;
 mod fetch;
@@ -17,7 +18,7 @@ pub mod offsets;
 pub use consumer::{ConsumerHandle, spawn_consumer};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,6 +47,8 @@ pub struct PipelineSettings {
     pub group_instance_id: Option<String>,
     pub brokers_down_exit: Duration,
     pub shutdown_timeout: Duration,
+    /// How often the consumer-lag gauge is refreshed.
+    pub lag_interval: Duration,
 }
 
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
@@ -60,6 +63,9 @@ pub struct PipelineStats {
     /// Calls that handed a consumer messages: one per batch taken from librdkafka, one per
     /// message that came through `poll` instead. `consumed / fetches` is the mean batch.
     pub fetches: AtomicU64,
+    /// Batches handed to the runtime and not yet finished, summed over the consumers that
+    /// share these stats (each holds at most `max_batches_in_flight`).
+    pub batches_in_flight: AtomicI64,
     /// Consumed messages by (topic, partition), counted per fetch as they arrive.
     pub consumed_by: Labelled<(String, i32)>,
     /// Rejected messages by reason label.
