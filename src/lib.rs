@@ -33,16 +33,25 @@
 //! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
 //! flow: `stats` and `admin` (self-metrics, `/metrics`, `/healthz`, `/ready`), `cli` (operator
 //! commands: `convert`, `produce`, `loadgen`, `discard-sink`).
+//!
+//! Without the default `daemon` feature only the hot path is built (`decode`, `encode`,
+//! `convert`, `cli::convert`): what the fuzz targets need.
 
+#[cfg(feature = "daemon")]
 pub mod admin;
 pub mod cli;
+#[cfg(feature = "daemon")]
 pub mod config;
 pub mod convert;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod decode;
 pub mod encode;
+#[cfg(feature = "daemon")]
 pub mod pipeline;
+#[cfg(feature = "daemon")]
 pub mod sink;
+#[cfg(feature = "daemon")]
 pub mod stats;
 
 pub use convert::{Converter, Kind, Reject};

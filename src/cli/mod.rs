@@ -2,6 +2,9 @@
 //! `main.rs` only parses arguments and picks one.
 
 pub mod convert;
+#[cfg(feature = "daemon")]
 pub mod discard;
+#[cfg(feature = "daemon")]
 pub mod loadgen;
+#[cfg(feature = "daemon")]
 pub mod produce;
