@@ -288,6 +288,14 @@ impl Scenario {
         );
     }
 
+    /// Writes refused with 503, `n` messages waiting, and consumer 0 (batches of 10) started:
+    /// it blocks after three batches in flight and a full fourth.
+    fn blocked_consumer(&self, n: u64) -> Running {
+        self.refuse(503);
+        self.produce(0..n);
+        self.consumer(10, Duration::from_millis(50), 0)
+    }
+
     fn refuse(&self, status: u16) {
         self.h.sink.refuse_with.store(status, Ordering::Relaxed);
     }
@@ -395,10 +403,8 @@ fn broker_down_pauses_consumption_and_it_recovers() {
 #[test]
 fn a_rebalance_while_paused_for_backpressure_does_not_leave_partitions_paused() {
     let s = Scenario::new("m6", 4);
-    s.refuse(503);
-    s.produce(0..2000);
-    let a = s.consumer(10, Duration::from_millis(50), 0);
-    // Three batches in flight and a full fourth: the consumer pauses well before 2000.
+    let a = s.blocked_consumer(2000);
+    // The consumer pauses well before 2000.
     wait_for("A consumed and blocked", Duration::from_secs(30), || {
         a.consumed() >= 40
     });
@@ -431,9 +437,7 @@ fn lag_partitions(r: &Running) -> BTreeSet<i32> {
 #[test]
 fn lag_counts_what_waits_behind_backpressure_and_returns_to_zero() {
     let s = Scenario::new("m7", 1);
-    s.refuse(503);
-    s.produce(0..2000);
-    let a = s.consumer(10, Duration::from_millis(50), 0);
+    let a = s.blocked_consumer(2000);
     // Blocked after a few batches: nearly all 2000 wait behind it.
     wait_for("lag while blocked", Duration::from_secs(30), || {
         a.stats.lag.sum() >= 1900

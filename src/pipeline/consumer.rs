@@ -65,6 +65,8 @@ struct State {
     label: String,
     /// Offset of the last message consumed, per partition (for the lag gauge).
     positions: std::collections::HashMap<i32, i64>,
+    /// The partitions assigned, as the rebalance callbacks told.
+    assigned: std::collections::BTreeSet<i32>,
     /// Buffers of finished batches, for the next ones.
     spares: Vec<super::batch::Spare>,
 }
@@ -78,14 +80,11 @@ struct Ctx {
     /// The topic, for forwarding its partitions.
     topic: std::ffi::CString,
     brokers_down_since: Mutex<Option<Instant>>,
-    /// An assigned partition could not be forwarded: its messages would never arrive, so
-    /// the consumer thread stops the daemon (fatal exit; systemd restarts it).
-    forward_failed: std::sync::atomic::AtomicBool,
+    /// The daemon's stop and fatal switches.
+    control: Arc<Control>,
     label: String,
-    /// For assignment counts, without taking `state`.
+    /// For the counters the poll loop bumps without taking `state`.
     stats: Arc<PipelineStats>,
-    /// The partitions assigned, as the rebalance callbacks told.
-    assigned: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 impl Ctx {
@@ -209,27 +208,7 @@ impl ConsumerContext for Ctx {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // The assignment is tracked here rather than asked of librdkafka: during close, once
-        // the last partitions are unassigned the group handle may terminate, and librdkafka
-        // then drops requests such as `rd_kafka_assignment` unanswered, so it would wait
-        // forever (seen on the mock cluster: a consumer that never finished stopping).
-        {
-            let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
-            match rebalance {
-                Rebalance::Assign(tpl) => {
-                    assigned.extend(tpl.elements().iter().map(|e| e.partition()))
-                }
-                Rebalance::Revoke(tpl) => {
-                    for e in tpl.elements() {
-                        assigned.remove(&e.partition());
-                    }
-                }
-                Rebalance::Error(_) => {}
-            }
-            self.stats
-                .assigned
-                .set(self.label.clone(), assigned.len() as i64);
-        }
+        let mut st = self.state();
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -240,18 +219,31 @@ impl ConsumerContext for Ctx {
                             .forward(consumer.client().native_ptr(), &self.topic, p)
                     };
                     if !forwarded {
+                        // Its messages would never arrive: stop (exit 1; systemd restarts us).
                         tracing::error!(consumer = %self.label, partition = p, "cannot forward an assigned partition to the batch queue; stopping");
-                        self.forward_failed.store(true, Ordering::Relaxed);
+                        self.control.fatal.store(true, Ordering::Relaxed);
                     }
                 }
-                self.state().paused = None;
+                st.assigned.extend(&parts);
+                st.paused = None;
                 tracing::info!(consumer = %self.label, partitions = ?parts, "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                for e in tpl.elements() {
+                    st.assigned.remove(&e.partition());
+                }
             }
             Rebalance::Error(e) => {
                 tracing::warn!(consumer = %self.label, error = %e, "rebalance failed")
             }
-            Rebalance::Revoke(_) => {}
         }
+        // Counted from the callbacks rather than asked of librdkafka: during close, once the
+        // last partitions are unassigned the group handle may terminate, and librdkafka then
+        // drops requests such as `rd_kafka_assignment` unanswered, so it would wait forever
+        // (seen on the mock cluster: a consumer that never finished stopping).
+        self.stats
+            .assigned
+            .set(self.label.clone(), st.assigned.len() as i64);
     }
 }
 
@@ -298,14 +290,23 @@ impl State {
     /// Flushes the batch, first waiting until `deadline` for the in-flight bound to allow
     /// it. False if there was nothing to flush or no room in time (the batch stays).
     fn flush_by(&mut self, deadline: Instant) -> bool {
-        while !self.batch.is_empty() && self.in_flight >= self.settings.max_batches_in_flight {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.done_rx.recv_timeout(left) {
-                Ok(d) => self.finish(d),
-                Err(_) => break,
-            }
-        }
+        while !self.batch.is_empty()
+            && self.in_flight >= self.settings.max_batches_in_flight
+            && self.finish_one_by(deadline)
+        {}
         self.flush()
+    }
+
+    /// Waits until `deadline` for one in-flight batch to finish; false if none did.
+    fn finish_one_by(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.done_rx.recv_timeout(left) {
+            Ok(d) => {
+                self.finish(d);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Converts fetched messages into the current batch (which has room for all of them);
@@ -451,16 +452,7 @@ impl State {
 
     /// Waits for every in-flight batch, until `deadline`.
     fn wait_all(&mut self, deadline: Instant) {
-        while self.in_flight > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.done_rx.recv_timeout(left) {
-                Ok(d) => self.finish(d),
-                Err(_) => break,
-            }
-        }
+        while self.in_flight > 0 && self.finish_one_by(deadline) {}
     }
 
     /// Commits what became committable plus what failed before. `Sync` waits for the
@@ -554,6 +546,7 @@ pub fn spawn_consumer(
         paused: None,
         label: label.clone(),
         positions: Default::default(),
+        assigned: Default::default(),
         spares: Vec::new(),
         settings: settings.clone(),
     };
@@ -566,8 +559,7 @@ pub fn spawn_consumer(
         commits: CommitQueue::closed(),
         topic,
         brokers_down_since: Mutex::new(None),
-        forward_failed: Default::default(),
-        assigned: Default::default(),
+        control: control.clone(),
         label: label.clone(),
     };
     let consumer: BaseConsumer<Ctx> = cc.create_with_context(ctx)?;
@@ -596,15 +588,12 @@ fn run(
     }
     // Declared after `consumer`, so dropped before it: both hold librdkafka objects that
     // must go before the client does.
-    let _close = CloseQueue(&ctx);
+    let _close = CloseQueues(&ctx);
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
     let batch_size = settings.batch_size;
     let mut next_lag = Instant::now();
     let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
     loop {
-        if ctx.forward_failed.load(Ordering::Relaxed) {
-            control.fatal.store(true, Ordering::Relaxed);
-        }
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
         }
@@ -719,9 +708,9 @@ fn run(
 }
 
 /// Closes our queues when the consumer thread ends, however it ends.
-struct CloseQueue<'a>(&'a Ctx);
+struct CloseQueues<'a>(&'a Ctx);
 
-impl Drop for CloseQueue<'_> {
+impl Drop for CloseQueues<'_> {
     fn drop(&mut self) {
         // SAFETY: runs on the consumer thread, the only one using the queues.
         unsafe {
