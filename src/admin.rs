@@ -32,7 +32,15 @@ pub struct AdminState {
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
-            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin endpoint: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
             _ = shutdown.cancelled() => return,
         };
         let state = state.clone();
@@ -232,7 +240,7 @@ pub fn render(state: &AdminState) -> String {
         &mut out,
         "monasca_persister_consumer_lag",
         "gauge",
-        "Messages behind the partition's end (high watermark last fetched minus position), per second.",
+        "Messages behind the partition's end (high watermark last fetched minus position).",
     );
     for ((topic, partition), v) in p.lag.snapshot() {
         let _ = writeln!(
@@ -252,6 +260,39 @@ pub fn render(state: &AdminState) -> String {
             out,
             "monasca_persister_partitions_assigned{{consumer=\"{}\"}} {v}",
             label(&consumer)
+        );
+    }
+    for (name, help, gauge) in [
+        (
+            "monasca_persister_partitions_paused",
+            "Partitions paused for backpressure (the sink is behind), by consumer.",
+            &p.paused,
+        ),
+        (
+            "monasca_persister_kafka_brokers_down",
+            "1 while every Kafka broker is unreachable for this consumer.",
+            &p.brokers_down,
+        ),
+    ] {
+        header(&mut out, name, "gauge", help);
+        for (consumer, v) in gauge.snapshot() {
+            let _ = writeln!(out, "{name}{{consumer=\"{}\"}} {v}", label(&consumer));
+        }
+    }
+    if let Some((cpu, rss)) = process_usage() {
+        sample(
+            &mut out,
+            "monasca_persister_process_cpu_seconds_total",
+            "counter",
+            "CPU time (user + system) of the process.",
+            cpu,
+        );
+        sample(
+            &mut out,
+            "monasca_persister_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            rss,
         );
     }
     sample(
@@ -276,4 +317,19 @@ pub fn render(state: &AdminState) -> String {
         state.started.elapsed().as_secs_f64(),
     );
     out
+}
+
+/// CPU seconds and resident bytes of this process, from `/proc/self/stat` (Linux only).
+fn process_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, rss is 24: after the state
+    // (field 3) they are at 11, 12 and 21 here.
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let pages: u64 = f.get(21)?.parse().ok()?;
+    // The kernel's USER_HZ is 100 and pages are 4 KiB on every platform this daemon ships for
+    // (x86_64, aarch64 with 4 KiB pages); no libc call needed.
+    Some((ticks / 100.0, pages * 4096))
 }

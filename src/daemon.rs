@@ -182,7 +182,9 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
         rt.spawn(async move {
             match tokio::net::TcpListener::bind(&addr).await {
                 Ok(l) => {
-                    tracing::info!(address = %addr, "admin endpoint listening (/metrics, /healthz, /ready)");
+                    // The bound address, not the configured one: with port 0 the kernel picks.
+                    let bound = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+                    tracing::info!(address = %bound, "admin endpoint listening (/metrics, /healthz, /ready)");
                     crate::admin::serve(l, state, stop).await;
                 }
                 Err(e) => tracing::error!(address = %addr, error = %e, "admin endpoint not started"),

@@ -100,11 +100,29 @@ impl Ctx {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_brokers_down(&self, v: Option<Instant>) {
-        *self
+    /// Records that every broker is unreachable (once per outage: logged and gauged).
+    fn brokers_lost(&self, reason: &str) {
+        let mut since = self
             .brokers_down_since
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = v;
+            .unwrap_or_else(|e| e.into_inner());
+        if since.is_none() {
+            *since = Some(Instant::now());
+            self.stats.brokers_down.set(self.label.clone(), 1);
+            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
+        }
+    }
+
+    /// Records that a broker answered; ends an outage (logged once, with its length).
+    fn brokers_back(&self) {
+        let mut since = self
+            .brokers_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = since.take() {
+            self.stats.brokers_down.set(self.label.clone(), 0);
+            tracing::info!(consumer = %self.label, outage_seconds = t.elapsed().as_secs_f64(), "Kafka brokers reachable again");
+        }
     }
 }
 
@@ -125,10 +143,7 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
-            if self.brokers_down().is_none() {
-                self.set_brokers_down(Some(Instant::now()));
-                tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
-            }
+            self.brokers_lost(reason);
         } else {
             tracing::warn!(consumer = %self.label, error = %error, "Kafka client error: {reason}");
         }
@@ -148,8 +163,8 @@ impl ConsumerContext for Ctx {
             let deadline = Instant::now() + st.settings.shutdown_timeout;
             st.flush_by(deadline);
             st.wait_all(deadline);
-            st.commit(consumer, CommitMode::Sync);
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            st.commit_revoked(consumer, &parts);
             for &p in &parts {
                 st.tracker.forget(p);
                 st.uncommitted.remove(&p);
@@ -455,6 +470,22 @@ impl State {
         while self.in_flight > 0 && self.finish_one_by(deadline) {}
     }
 
+    /// Commits synchronously before `parts` are revoked. What stays uncommitted (the
+    /// coordinator refused: librdkafka's mock cluster answers REBALANCE_IN_PROGRESS while the
+    /// group waits for this very member to rejoin, so no retry inside the callback can help;
+    /// Kafka accepts commits of the current generation then) is read again by the partitions'
+    /// next owner: at-least-once, and the rewritten points are identical.
+    fn commit_revoked(&mut self, consumer: &BaseConsumer<Ctx>, parts: &[i32]) {
+        self.commit(consumer, CommitMode::Sync);
+        let pending: Vec<(i32, i64)> = parts
+            .iter()
+            .filter_map(|p| self.uncommitted.get(p).map(|&o| (*p, o)))
+            .collect();
+        if !pending.is_empty() {
+            tracing::warn!(consumer = %self.label, offsets = ?pending, "could not commit revoked partitions; their next owner reads these messages again");
+        }
+    }
+
     /// Commits what became committable plus what failed before. `Sync` waits for the
     /// answer (revocation, shutdown); `Async` gets it later through `commit_callback`.
     fn commit(&mut self, consumer: &BaseConsumer<Ctx>, mode: CommitMode) {
@@ -627,6 +658,8 @@ fn run(
                 match r {
                     Ok(()) => {
                         st.paused = Some(blocked);
+                        let n = if blocked { assigned.count() as i64 } else { 0 };
+                        st.stats.paused.set(label.clone(), n);
                         tracing::debug!(consumer = %label, paused = blocked, in_flight = st.in_flight, "backpressure");
                     }
                     Err(e) => {
@@ -650,7 +683,7 @@ fn run(
         loop {
             match consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    ctx.set_brokers_down(None);
+                    ctx.brokers_back();
                     ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                     let one = Fetch::Message {
                         partition: m.partition(),
@@ -683,7 +716,7 @@ fn run(
             let t1 = Instant::now();
             ctx.stats.poll_seconds.add(t1 - t0);
             if n > 0 {
-                ctx.set_brokers_down(None);
+                ctx.brokers_back();
                 ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                 ctx.state().take(fetched.iter(), &mut errors_logged);
                 fetched.release();
@@ -697,7 +730,7 @@ fn run(
                 .fetch_metadata(Some(&settings.topic), Duration::from_secs(2))
                 .is_ok()
             {
-                ctx.set_brokers_down(None);
+                ctx.brokers_back();
             } else {
                 tracing::error!(consumer = %label, seconds = since.elapsed().as_secs(), "every Kafka broker has been unreachable too long; exiting");
                 control.fatal.store(true, Ordering::Relaxed);

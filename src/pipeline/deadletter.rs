@@ -172,8 +172,13 @@ impl RateLimit {
 
     /// `Some(suppressed before this one)` when this event may be logged.
     pub fn allow(&mut self) -> Option<u64> {
-        if self.start.elapsed() >= self.window {
-            self.start = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    /// [`Self::allow`] with the clock passed in (tests drive it).
+    fn allow_at(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.start) >= self.window {
+            self.start = now;
             self.seen = 0;
         }
         if self.seen < self.max {
@@ -192,12 +197,17 @@ mod tests {
 
     #[test]
     fn rate_limit_lets_max_through_per_window_and_counts_the_rest() {
-        let mut r = RateLimit::new(2, Duration::from_millis(50));
-        assert_eq!(r.allow(), Some(0));
-        assert_eq!(r.allow(), Some(0));
-        assert_eq!(r.allow(), None);
-        assert_eq!(r.allow(), None);
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(r.allow(), Some(2));
+        let mut r = RateLimit::new(2, Duration::from_secs(10));
+        let t0 = r.start;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(r.allow_at(at(0)), Some(0));
+        assert_eq!(r.allow_at(at(1)), Some(0));
+        assert_eq!(r.allow_at(at(2)), None);
+        assert_eq!(r.allow_at(at(9)), None);
+        // A new window: the first event through reports the two suppressed.
+        assert_eq!(r.allow_at(at(10)), Some(2));
+        assert_eq!(r.allow_at(at(11)), Some(0));
+        assert_eq!(r.allow_at(at(12)), None);
+        assert_eq!(r.allow_at(at(25)), Some(1));
     }
 }

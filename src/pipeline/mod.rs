@@ -74,6 +74,10 @@ pub struct PipelineStats {
     pub lag: Labelled<(String, i32)>,
     /// Partitions assigned, by consumer.
     pub assigned: Labelled<String>,
+    /// Partitions paused for backpressure, by consumer.
+    pub paused: Labelled<String>,
+    /// 1 while a consumer finds every Kafka broker unreachable, by consumer.
+    pub brokers_down: Labelled<String>,
     /// Time consumers spent waiting for and taking messages from librdkafka, and converting
     /// them (decode + encode into the batch).
     pub poll_seconds: Seconds,

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{TempDir, free_port};
+use super::{TempDir, start_server};
 
 pub struct Tansu {
     child: Child,
@@ -21,32 +21,30 @@ pub struct Tansu {
 impl Tansu {
     pub fn start() -> Self {
         let dir = TempDir::new("tansu");
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.0.join("tansu.log")).unwrap();
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db", "--silent"])
-            .current_dir(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (cargo install tansu --version 0.6.0 --locked --features libsql)");
-        let t = Tansu { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return t;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("tansu did not listen on {port}");
+        let (child, port) = start_server(
+            "tansu",
+            Duration::from_secs(30),
+            |port| {
+                let url = format!("tcp://127.0.0.1:{port}");
+                let log = std::fs::File::create(dir.0.join("tansu.log")).unwrap();
+                Command::new("tansu")
+                    .args([
+                        "broker",
+                        "--listener-url",
+                        &url,
+                        "--advertised-listener-url",
+                        &url,
+                    ])
+                    .args(["--storage-engine", "sqlite://tansu.db", "--silent"])
+                    .current_dir(&dir.0)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start tansu (cargo install tansu --version 0.6.0 --locked --features libsql)")
+            },
+            |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        Tansu { child, port, dir }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -76,27 +74,7 @@ impl Tansu {
         partitions: i32,
         payloads: impl IntoIterator<Item = &'a [u8]>,
     ) {
-        let p: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("linger.ms", "20")
-            .set("queue.buffering.max.messages", "200000")
-            .create()
-            .unwrap();
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let mut rec = BaseRecord::<(), [u8]>::to(topic)
-                .payload(payload)
-                .partition(i as i32 % partitions);
-            loop {
-                match p.send(rec) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        rec = r;
-                        p.poll(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-        p.flush(Duration::from_secs(60)).expect("all produced");
+        produce_to(&self.bootstrap(), topic, partitions, payloads)
     }
 
     /// Sum of the committed offsets of `group` on `topic` (0 where none).
@@ -125,6 +103,37 @@ impl Tansu {
             Err(_) => 0,
         }
     }
+}
+
+/// Produces every payload to `topic` at `bootstrap` (round-robin over partitions) and waits
+/// for acknowledgement.
+pub fn produce_to<'a>(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .unwrap();
+    for (i, payload) in payloads.into_iter().enumerate() {
+        let mut rec = BaseRecord::<(), [u8]>::to(topic)
+            .payload(payload)
+            .partition(i as i32 % partitions);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("all produced");
 }
 
 impl Drop for Tansu {
@@ -188,6 +197,27 @@ impl Persister {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The admin endpoint's port, read from the "admin endpoint listening" log line (start the
+    /// daemon with `admin_listen = "127.0.0.1:0"` so the kernel picks a port no one holds).
+    pub fn admin_port(&self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let port = self
+                .log_text()
+                .lines()
+                .find(|l| l.contains("admin endpoint listening"))
+                .and_then(|l| l.split("address=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok());
+            if let Some(port) = port {
+                return port;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no admin endpoint in the log:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {

@@ -36,12 +36,71 @@ impl Drop for TempDir {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port for a server a test starts, chosen so that nothing else takes it before the server
+/// binds it: outside the kernel's ephemeral range (so no outgoing connection, ours or a
+/// child's, is ever given it), never handed out twice by this process, and free right now.
+/// Servers that can still lose it (another process binding the same port) exit at start-up;
+/// the starters below then try again with a new port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    // Below Linux's default ip_local_port_range (32768-60999) and above the well-known ports.
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_000;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // A per-process start point, so test binaries that run one after another do not all try
+    // the same ports first.
+    let mut x = std::process::id().wrapping_mul(2_654_435_761) ^ given.len() as u32;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = (LOW + x % (HIGH - LOW)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{HIGH}");
+}
+
+/// Spawns a server with `spawn(port)` on a [`free_port`] and waits until `ready(port)`; if it
+/// exits first (its port taken meanwhile), tries again on another port.
+pub fn start_server(
+    what: &str,
+    limit: Duration,
+    mut spawn: impl FnMut(u16) -> Child,
+    ready: impl Fn(u16) -> bool,
+) -> (Child, u16) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                last = format!("{what} exited with {status} on port {port}");
+                break;
+            }
+            // Ready, and still ours: a server that lost the port exits soon after binding fails.
+            if ready(port) && matches!(child.try_wait(), Ok(None)) {
+                return (child, port);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                last = format!("{what} not ready on port {port} within {limit:?}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("could not start {what}: {last}");
 }
 
 /// A throw-away `influxd` (InfluxDB 1.x). Killed and its data removed on drop; can be stopped
@@ -229,7 +288,10 @@ impl Influx {
             .expect("start influxd (install Debian's `influxdb` package)");
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if matches!(self.request("GET", "/ping", b""), Ok((204, _))) {
+            // Answering, and still ours (one that lost its port exits right after).
+            if matches!(self.request("GET", "/ping", b""), Ok((204, _)))
+                && matches!(child.try_wait(), Ok(None))
+            {
                 self.child = Some(child);
                 return true;
             }
@@ -307,28 +369,31 @@ pub struct Victoria {
 impl Victoria {
     pub fn start() -> Self {
         let dir = TempDir::new("victoria");
-        let port = free_port();
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-storageDataPath={}", dir.0.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-loggerLevel=ERROR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start victoria-metrics (install Debian's `victoria-metrics` package)");
-        let v = Victoria {
+        let (child, port) = start_server(
+            "victoria-metrics (install Debian's `victoria-metrics` package)",
+            Duration::from_secs(30),
+            |port| {
+                Command::new("victoria-metrics")
+                    .arg(format!("-storageDataPath={}", dir.0.display()))
+                    .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                    .arg("-loggerLevel=ERROR")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start victoria-metrics (install Debian's `victoria-metrics` package)")
+            },
+            |port| {
+                matches!(
+                    http_request(&format!("127.0.0.1:{port}"), "GET", "/health", b""),
+                    Ok((200, _))
+                )
+            },
+        );
+        Victoria {
             child,
             port,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if matches!(v.get("/health"), Ok((200, _))) {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("victoria-metrics did not become healthy on port {port}");
     }
 
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
