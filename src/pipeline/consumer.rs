@@ -27,6 +27,9 @@ use std::sync::atomic::Ordering;
 /// The most messages taken from librdkafka in one call.
 const FETCH_MAX: usize = 1024;
 
+/// The longest a stopping consumer waits for librdkafka to leave the group.
+const LEAVE_GROUP_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long after a failed commit it is retried (unless a finished batch commits first).
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
@@ -617,9 +620,9 @@ fn run(
         ctx.queue.open(consumer.client().native_ptr());
         ctx.commits.open(consumer.client().native_ptr());
     }
-    // Declared after `consumer`, so dropped before it: both hold librdkafka objects that
-    // must go before the client does.
-    let _close = CloseQueues(&ctx);
+    // Declared after `consumer`, so dropped before it (also on a panic): both hold
+    // librdkafka objects that must go before the client does.
+    let close_queues = CloseQueues(&ctx);
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
     let batch_size = settings.batch_size;
     let mut next_lag = Instant::now();
@@ -738,6 +741,33 @@ fn run(
         }
     }
     shutdown(&consumer, &settings, &cancel, &label);
+    drop(close_queues);
+    leave_group(consumer, LEAVE_GROUP_LIMIT, &label);
+}
+
+/// Closes the consumer (leaves the group), serving its callbacks, for at most `limit`.
+///
+/// rust-rdkafka's `Drop` does the same without a limit, and librdkafka 2.12 can fail to
+/// finish: closing right after an incremental rebalance (a member joined, this one revoked
+/// half its partitions and had not rejoined yet) left `rd_kafka_consumer_closed` false for
+/// good on the mock cluster, and the thread never ended. Past the limit the client is
+/// abandoned (leaked: the process is about to exit); everything written was committed before,
+/// and the group hands its partitions on after the session timeout.
+fn leave_group(consumer: BaseConsumer<Ctx>, limit: Duration, label: &str) {
+    if consumer.close_queue().is_ok() {
+        let deadline = Instant::now() + limit;
+        while !consumer.closed() {
+            if Instant::now() >= deadline {
+                tracing::error!(consumer = %label, seconds = limit.as_secs_f64(), "leaving the consumer group did not finish; abandoning the Kafka client");
+                std::mem::forget(consumer);
+                return;
+            }
+            // Only callbacks and events come now: partitions are unassigned and our queues
+            // closed.
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+    }
+    drop(consumer);
 }
 
 /// Closes our queues when the consumer thread ends, however it ends.
