@@ -26,6 +26,8 @@ pub struct AdminState {
     pub pipeline: Arc<PipelineStats>,
     pub writer: Arc<WriterStats>,
     pub started: Instant,
+    /// `/ready` fails once a message has waited longer than this uncommitted (`None`: never).
+    pub ready_max_uncommitted: Option<std::time::Duration>,
 }
 
 /// Serves until `shutdown`.
@@ -77,12 +79,7 @@ async fn handle(
             ),
         ),
         "/ready" => {
-            let assigned = state.pipeline.assigned.sum();
-            let failing = state.writer.failing.load(Ordering::Relaxed);
-            let ready = assigned > 0 && !failing;
-            let body = format!(
-                r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing}}}"#
-            );
+            let (ready, body) = readiness(&state);
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -92,6 +89,30 @@ async fn handle(
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
+}
+
+/// Ready: partitions assigned, the latest InfluxDB write did not fail, and no message has
+/// waited uncommitted longer than the bound. Also the JSON detail.
+fn readiness(state: &AdminState) -> (bool, String) {
+    let assigned = state.pipeline.assigned.sum();
+    let failing = state.writer.failing.load(Ordering::Relaxed);
+    let oldest_ms = state
+        .pipeline
+        .oldest_uncommitted
+        .snapshot()
+        .into_iter()
+        .map(|(_, ms)| ms)
+        .max()
+        .unwrap_or(0);
+    let stuck = state
+        .ready_max_uncommitted
+        .is_some_and(|max| oldest_ms as u128 > max.as_millis());
+    let ready = assigned > 0 && !failing && !stuck;
+    let body = format!(
+        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"oldest_uncommitted_seconds":{:.1}}}"#,
+        oldest_ms as f64 / 1000.0
+    );
+    (ready, body)
 }
 
 /// The Prometheus text exposition of every counter.
@@ -251,6 +272,20 @@ pub fn render(state: &AdminState) -> String {
     }
     header(
         &mut out,
+        "monasca_persister_oldest_uncommitted_seconds",
+        "gauge",
+        "Age of the partition's oldest message consumed and not yet written or dead-lettered (0: none waits).",
+    );
+    for ((topic, partition), ms) in p.oldest_uncommitted.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_oldest_uncommitted_seconds{{topic=\"{}\",partition=\"{partition}\"}} {:.3}",
+            label(&topic),
+            ms as f64 / 1000.0
+        );
+    }
+    header(
+        &mut out,
         "monasca_persister_partitions_assigned",
         "gauge",
         "Partitions assigned, by consumer.",
@@ -332,4 +367,55 @@ fn process_usage() -> Option<(f64, u64)> {
     // The kernel's USER_HZ is 100 and pages are 4 KiB on every platform this daemon ships for
     // (x86_64, aarch64 with 4 KiB pages); no libc call needed.
     Some((ticks / 100.0, pages * 4096))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn state(bound: Option<Duration>) -> AdminState {
+        AdminState {
+            pipeline: Arc::new(PipelineStats::default()),
+            writer: Arc::new(WriterStats::default()),
+            started: Instant::now(),
+            ready_max_uncommitted: bound,
+        }
+    }
+
+    #[test]
+    fn ready_needs_partitions_and_a_working_sink() {
+        let s = state(None);
+        assert!(!readiness(&s).0, "nothing assigned yet");
+        s.pipeline.assigned.set("metrics-0".into(), 4);
+        assert!(readiness(&s).0);
+        s.writer.failing.store(true, Ordering::Relaxed);
+        assert!(!readiness(&s).0, "InfluxDB failing");
+    }
+
+    #[test]
+    fn a_message_waiting_uncommitted_past_the_bound_makes_it_unready() {
+        let s = state(Some(Duration::from_secs(300)));
+        s.pipeline.assigned.set("metrics-0".into(), 4);
+        s.pipeline
+            .oldest_uncommitted
+            .set(("metrics".into(), 2), 300_000);
+        assert!(readiness(&s).0, "at the bound: still ready");
+        s.pipeline
+            .oldest_uncommitted
+            .set(("metrics".into(), 2), 300_001);
+        let (ready, body) = readiness(&s);
+        assert!(!ready, "{body}");
+        assert!(
+            body.contains(r#""oldest_uncommitted_seconds":300.0"#),
+            "{body}"
+        );
+        let never = state(None);
+        never.pipeline.assigned.set("metrics-0".into(), 4);
+        never
+            .pipeline
+            .oldest_uncommitted
+            .set(("metrics".into(), 2), i64::MAX);
+        assert!(readiness(&never).0, "no bound: never unready for it");
+    }
 }

@@ -176,6 +176,8 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
             pipeline: stats.clone(),
             writer: writer.stats(),
             started: std::time::Instant::now(),
+            ready_max_uncommitted: (config.persister.ready_max_uncommitted_seconds > 0.0)
+                .then(|| Duration::from_secs_f64(config.persister.ready_max_uncommitted_seconds)),
         });
         let addr = config.persister.admin_listen.clone();
         let stop = admin_stop.clone();

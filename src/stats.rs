@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Fixed-bucket histogram of durations (seconds).
 #[derive(Debug)]
@@ -133,6 +133,49 @@ pub fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// At most `max` events per `window`; reports how many were suppressed before the next one
+/// it lets through.
+#[derive(Debug)]
+pub struct RateLimit {
+    max: u32,
+    window: Duration,
+    start: Instant,
+    seen: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    pub fn new(max: u32, window: Duration) -> Self {
+        RateLimit {
+            max,
+            window,
+            start: Instant::now(),
+            seen: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(suppressed before this one)` when this event may be logged.
+    pub fn allow(&mut self) -> Option<u64> {
+        self.allow_at(Instant::now())
+    }
+
+    /// [`Self::allow`] with the clock passed in (tests drive it).
+    fn allow_at(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.start) >= self.window {
+            self.start = now;
+            self.seen = 0;
+        }
+        if self.seen < self.max {
+            self.seen += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +198,21 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn rate_limit_lets_max_through_per_window_and_counts_the_rest() {
+        let mut r = RateLimit::new(2, Duration::from_secs(10));
+        let t0 = r.start;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(r.allow_at(at(0)), Some(0));
+        assert_eq!(r.allow_at(at(1)), Some(0));
+        assert_eq!(r.allow_at(at(2)), None);
+        assert_eq!(r.allow_at(at(9)), None);
+        // A new window: the first event through reports the two suppressed.
+        assert_eq!(r.allow_at(at(10)), Some(2));
+        assert_eq!(r.allow_at(at(11)), Some(0));
+        assert_eq!(r.allow_at(at(12)), None);
+        assert_eq!(r.allow_at(at(25)), Some(1));
     }
 }

@@ -262,7 +262,17 @@ impl Scenario {
     }
 
     fn consumer(&self, batch_size: usize, max_wait: Duration, index: usize) -> Running {
-        let control = Arc::new(Control::default());
+        self.consumer_with(batch_size, max_wait, index, Control::default())
+    }
+
+    fn consumer_with(
+        &self,
+        batch_size: usize,
+        max_wait: Duration,
+        index: usize,
+        control: Control,
+    ) -> Running {
+        let control = Arc::new(control);
         let stats = Arc::new(PipelineStats::default());
         let thread = self.h.consumer_with_stats(
             &self.bs,
@@ -478,10 +488,20 @@ fn lag_counts_what_waits_behind_backpressure_and_returns_to_zero() {
         "lag = high watermark - consumed"
     );
     assert_eq!(lag_partitions(&a), BTreeSet::from([0]));
+    // The oldest waiting message ages while nothing can be written...
+    wait_for(
+        "an aging uncommitted message",
+        Duration::from_secs(90),
+        || a.stats.oldest_uncommitted.sum() >= 1000,
+    );
     s.refuse(0);
     s.drained(2000, Duration::from_secs(60));
     wait_for("lag back to 0", Duration::from_secs(90), || {
         a.stats.lag.sum() == 0
+    });
+    // ...and nothing waits once all is written.
+    wait_for("nothing uncommitted", Duration::from_secs(90), || {
+        a.stats.oldest_uncommitted.sum() == 0
     });
     a.stop();
 }
@@ -504,4 +524,24 @@ fn a_failed_commit_is_retried_even_when_no_more_messages_come() {
         || c.stats.commits.load(Ordering::Relaxed) >= 1,
     );
     c.stop();
+}
+
+#[test]
+fn a_failed_batch_stops_the_consumer_instead_of_freezing_its_commits() {
+    let s = Scenario::new("m9", 1);
+    s.produce(0..100);
+    // The first batch's task fails (panics): its offsets can never be committed.
+    let control = Control::default();
+    control.inject_batch_failure.store(true, Ordering::Relaxed);
+    let c = s.consumer_with(10, Duration::from_millis(50), 0, control);
+    wait_for("the consumer to give up", Duration::from_secs(90), || {
+        c.thread.is_finished()
+    });
+    assert!(
+        c.control.fatal.load(Ordering::Relaxed),
+        "a failed batch is fatal (the daemon exits 1)"
+    );
+    assert!(c.consumed() >= 10, "it had consumed the failed batch");
+    assert_eq!(s.committed(), 0, "nothing past the failed batch committed");
+    c.thread.join().unwrap();
 }

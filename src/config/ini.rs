@@ -80,6 +80,7 @@ const KEYS: &[(&str, &[(&str, Ty)])] = &[
             ("log_dir", Ty::Str),
             ("admin_listen", Ty::Str),
             ("lag_interval_seconds", Ty::Float),
+            ("ready_max_uncommitted_seconds", Ty::Float),
         ],
     ),
 ];

@@ -170,6 +170,9 @@ pub struct PersisterConfig {
     /// How often each consumer refreshes its consumer-lag gauge (from librdkafka's cached
     /// high watermarks; no request to the broker), in seconds.
     pub lag_interval_seconds: f64,
+    /// `/ready` answers 503 once a message has waited this long, consumed but not committed
+    /// (writes failing, a stuck batch). 0: never.
+    pub ready_max_uncommitted_seconds: f64,
 }
 
 impl Default for PersisterConfig {
@@ -183,6 +186,7 @@ impl Default for PersisterConfig {
             log_dir: String::new(),
             admin_listen: "127.0.0.1:9091".into(),
             lag_interval_seconds: 1.0,
+            ready_max_uncommitted_seconds: 300.0,
         }
     }
 }
@@ -420,6 +424,14 @@ impl Config {
             return bad(
                 "persister.lag_interval_seconds",
                 "must be a positive number",
+            );
+        }
+        if !(self.persister.ready_max_uncommitted_seconds >= 0.0
+            && self.persister.ready_max_uncommitted_seconds.is_finite())
+        {
+            return bad(
+                "persister.ready_max_uncommitted_seconds",
+                "must be a non-negative number (0: never)",
             );
         }
         if self.persister.max_message_bytes == 0 {

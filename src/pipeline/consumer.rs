@@ -19,13 +19,17 @@ use super::commit::CommitQueue;
 use super::deadletter::DeadLetters;
 use super::fetch::{Fetch, Fetched, MessageQueue};
 use super::offsets::OffsetTracker;
-use super::{Control, Done, PipelineSettings, PipelineStats, due, process_batch};
+use super::{BatchError, Control, Done, PipelineSettings, PipelineStats, due, process_batch};
 use crate::convert::Converter;
-use crate::sink::{WriteError, Writer};
+use crate::sink::Writer;
 use std::sync::atomic::Ordering;
 
 /// The most messages taken from librdkafka in one call.
 const FETCH_MAX: usize = 1024;
+
+/// The longest the consumer loop waits for messages or a finished batch before it looks
+/// again at its timers, the stop switch and rebalance events.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// The longest a stopping consumer waits for librdkafka to leave the group.
 const LEAVE_GROUP_LIMIT: Duration = Duration::from_secs(10);
@@ -72,6 +76,8 @@ struct State {
     assigned: std::collections::BTreeSet<i32>,
     /// Buffers of finished batches, for the next ones.
     spares: Vec<super::batch::Spare>,
+    /// The daemon's fatal switch, for a batch that failed.
+    control: Arc<Control>,
 }
 
 struct Ctx {
@@ -175,6 +181,9 @@ impl ConsumerContext for Ctx {
                 st.positions.remove(&p);
                 // Its lag is now the new owner's to report.
                 st.stats.lag.remove(&(st.settings.topic.clone(), p));
+                st.stats
+                    .oldest_uncommitted
+                    .remove(&(st.settings.topic.clone(), p));
             }
             st.paused = None;
             tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
@@ -290,14 +299,23 @@ impl State {
             self.dead.clone(),
             self.stats.clone(),
         );
-        let handle = self.rt.spawn(process_batch(batch, writer, dead, stats));
+        let fail = self
+            .control
+            .inject_batch_failure
+            .swap(false, Ordering::Relaxed);
+        let handle = self.rt.spawn(async move {
+            if fail {
+                panic!("injected batch failure (test hook)");
+            }
+            process_batch(batch, writer, dead, stats).await
+        });
         self.rt.spawn(async move {
             // A panic in the batch task must still be reported, or the in-flight count and
             // the commit point would wait for it forever. Its offsets stay uncommitted.
-            let result = handle.await.unwrap_or_else(|e| {
-                tracing::error!(batch = id, error = %e, "batch task failed");
-                Err(WriteError::ShuttingDown)
-            });
+            let result = match handle.await {
+                Ok(r) => r.map_err(BatchError::Write),
+                Err(e) => Err(BatchError::Task(e.to_string())),
+            };
             let _ = tx.send(Done { id, result });
         });
         self.in_flight += 1;
@@ -332,7 +350,7 @@ impl State {
     fn take<'a>(
         &mut self,
         fetched: impl Iterator<Item = Fetch<'a>>,
-        errors_logged: &mut super::deadletter::RateLimit,
+        errors_logged: &mut crate::stats::RateLimit,
     ) {
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
         for f in fetched {
@@ -429,6 +447,16 @@ impl State {
         }
     }
 
+    /// The age of each partition's oldest message consumed and not yet committable, in ms.
+    fn publish_uncommitted(&self, now: Instant) {
+        for (p, age) in self.tracker.oldest_uncommitted(now) {
+            self.stats.oldest_uncommitted.set(
+                (self.settings.topic.clone(), p),
+                age.as_millis().min(i64::MAX as u128) as i64,
+            );
+        }
+    }
+
     fn finish(&mut self, d: Done) {
         self.in_flight -= 1;
         self.stats.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -439,8 +467,15 @@ impl State {
                     self.spares.push(spare);
                 }
             }
-            Err(e) => {
+            Err(BatchError::Write(e)) => {
                 tracing::warn!(consumer = %self.label, batch = d.id, error = %e, "batch abandoned; its offsets stay uncommitted")
+            }
+            Err(e @ BatchError::Task(_)) => {
+                // Its offsets can never be committed, and so neither can any later one of its
+                // partitions: rather than stall silently, stop (exit 1) and let systemd
+                // restart us; the restart consumes the batch again.
+                tracing::error!(consumer = %self.label, batch = d.id, error = %e, "batch failed; stopping so that a restart writes it again");
+                self.control.fatal.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -582,6 +617,7 @@ pub fn spawn_consumer(
         positions: Default::default(),
         assigned: Default::default(),
         spares: Vec::new(),
+        control: control.clone(),
         settings: settings.clone(),
     };
     let topic = std::ffi::CString::new(settings.topic.as_str())
@@ -626,7 +662,7 @@ fn run(
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
     let batch_size = settings.batch_size;
     let mut next_lag = Instant::now();
-    let mut errors_logged = super::deadletter::RateLimit::new(5, Duration::from_secs(30));
+    let mut errors_logged = crate::stats::RateLimit::new(5, Duration::from_secs(30));
     loop {
         if control.stop.load(Ordering::Relaxed) || control.fatal.load(Ordering::Relaxed) {
             break;
@@ -640,6 +676,7 @@ fn run(
             }
             if now >= next_lag {
                 st.publish_lag(&consumer);
+                st.publish_uncommitted(now);
                 next_lag = now + settings.lag_interval;
             }
             let due_at = due(st.batch.started, settings.max_wait);
@@ -670,11 +707,18 @@ fn run(
                     }
                 }
             }
-            let until_due = due(st.batch.started, settings.max_wait)
-                .map(|d| d.saturating_duration_since(now))
-                .unwrap_or(Duration::from_millis(100));
+            // How long the wait below may last: until the batch is due, if it can be sent
+            // then. With no room in flight, only a finished batch (which ends the wait for
+            // one, see below) or new messages make progress: a due time already past must not
+            // turn the wait into a spin while the sink is down.
+            let until_due = match due(st.batch.started, settings.max_wait) {
+                Some(d) if st.in_flight < settings.max_batches_in_flight => {
+                    d.saturating_duration_since(now)
+                }
+                _ => IDLE_WAIT,
+            };
             (
-                until_due.clamp(Duration::from_millis(1), Duration::from_millis(100)),
+                until_due.clamp(Duration::from_millis(1), IDLE_WAIT),
                 batch_size.saturating_sub(st.batch.len()).min(FETCH_MAX),
             )
         };

@@ -6,7 +6,7 @@
 //! (rate-limited) and counted.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -34,7 +34,7 @@ pub struct DeadLetters {
     /// `(producer, topic)` when dead-lettering is configured.
     pub target: Option<(FutureProducer, String)>,
     pub shutdown: CancellationToken,
-    limiter: Mutex<RateLimit>,
+    limiter: Mutex<crate::stats::RateLimit>,
 }
 
 impl DeadLetters {
@@ -47,13 +47,73 @@ impl DeadLetters {
             source_topic,
             target,
             shutdown,
-            limiter: Mutex::new(RateLimit::new(10, Duration::from_secs(10))),
+            limiter: Mutex::new(crate::stats::RateLimit::new(10, Duration::from_secs(10))),
         }
     }
 
-    /// Logs (rate-limited) and, with a topic, produces the dead letter until Kafka acknowledges
-    /// it or shutdown is requested.
-    pub async fn send(&self, d: &DeadLetter) -> Result<(), WriteError> {
+    /// Logs each rejected message (rate-limited) and, with a topic, produces them all until
+    /// Kafka acknowledged every one or shutdown is requested. All are enqueued first and their
+    /// delivery reports awaited together, so a batch of many rejects costs about one round
+    /// trip, not one per message; the failed ones are retried with backoff.
+    pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), WriteError> {
+        for d in letters {
+            self.log(d);
+        }
+        let Some((producer, topic)) = &self.target else {
+            return Ok(());
+        };
+        let mut pending: Vec<&DeadLetter> = letters.iter().collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut deliveries = Vec::with_capacity(pending.len());
+            let mut last_error = None;
+            for d in pending {
+                match self.enqueue(producer, topic, d).await? {
+                    Enqueued::Delivery(delivery) => deliveries.push((d, delivery)),
+                    Enqueued::Settled => {}
+                    Enqueued::Failed(e) => {
+                        last_error = Some(e);
+                        failed.push(d);
+                    }
+                }
+            }
+            for (d, delivery) in deliveries {
+                let report = tokio::select! {
+                    r = delivery => r,
+                    _ = self.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
+                };
+                match report {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) if is_permanent(&e) => self.unproducible(topic, d, &e),
+                    Ok(Err((e, _))) => {
+                        last_error = Some(e);
+                        failed.push(d);
+                    }
+                    // The producer dropped the report (only when it is being destroyed).
+                    Err(_) => return Err(WriteError::ShuttingDown),
+                }
+            }
+            if let Some(e) = last_error {
+                let wait = backoff(
+                    attempt,
+                    Duration::from_millis(200),
+                    Duration::from_secs(30),
+                    0.5,
+                );
+                tracing::warn!(dead_letter_topic = %topic, error = %e, failed = failed.len(), attempt, "producing dead letters failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
+                }
+                attempt += 1;
+            }
+            pending = failed;
+        }
+        Ok(())
+    }
+
+    fn log(&self, d: &DeadLetter) {
         let dlq = self.target.as_ref().map(|(_, t)| t.as_str()).unwrap_or("");
         let suppressed = self
             .limiter
@@ -72,11 +132,16 @@ impl DeadLetters {
                 "message rejected"
             );
         }
-        let Some((producer, topic)) = &self.target else {
-            return Ok(());
-        };
+    }
+
+    /// Hands one dead letter to the producer; waits while the producer's queue is full.
+    async fn enqueue(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        d: &DeadLetter,
+    ) -> Result<Enqueued, WriteError> {
         let (partition, offset) = (d.partition.to_string(), d.offset.to_string());
-        let mut attempt = 0;
         loop {
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -102,41 +167,49 @@ impl DeadLetters {
             let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic)
                 .payload(&d.payload[..])
                 .headers(headers);
-            let sent = tokio::select! {
-                r = producer.send(record, Duration::from_secs(30)) => r,
-                _ = self.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
-            };
-            match sent {
-                Ok(_) => return Ok(()),
-                Err((e, _)) if is_permanent(&e) => {
-                    // Retrying cannot help; holding the batch would stop the partition for good.
-                    tracing::error!(
-                        dead_letter_topic = %topic,
-                        topic = %self.source_topic,
-                        partition = d.partition,
-                        offset = d.offset,
-                        error = %e,
-                        "dead letter cannot be produced; the message is logged here only"
-                    );
-                    return Ok(());
-                }
-                Err((e, _)) => {
-                    let wait = backoff(
-                        attempt,
-                        Duration::from_millis(200),
-                        Duration::from_secs(30),
-                        0.5,
-                    );
-                    tracing::warn!(dead_letter_topic = %topic, error = %e, attempt, "producing a dead letter failed; retrying");
+            match producer.send_result(record) {
+                Ok(delivery) => return Ok(Enqueued::Delivery(delivery)),
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    // librdkafka's queue is full of our own dead letters: let it drain.
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                         _ = self.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
                     }
-                    attempt += 1;
                 }
+                Err((e, _)) if is_permanent(&e) => {
+                    self.unproducible(topic, d, &e);
+                    return Ok(Enqueued::Settled);
+                }
+                Err((e, _)) => return Ok(Enqueued::Failed(e)),
             }
         }
     }
+
+    /// A dead letter Kafka refuses for good: logged here only. Retrying cannot help and
+    /// holding the batch would stop the partition for good.
+    fn unproducible(&self, topic: &str, d: &DeadLetter, e: &rdkafka::error::KafkaError) {
+        tracing::error!(
+            dead_letter_topic = %topic,
+            topic = %self.source_topic,
+            partition = d.partition,
+            offset = d.offset,
+            error = %e,
+            "dead letter cannot be produced; the message is logged here only"
+        );
+    }
+}
+
+/// What handing a dead letter to the producer came to.
+enum Enqueued {
+    /// Queued: its delivery report is to come.
+    Delivery(rdkafka::producer::DeliveryFuture),
+    /// Refused for good (logged): nothing more to do.
+    Settled,
+    /// Refused for now: try again.
+    Failed(rdkafka::error::KafkaError),
 }
 
 /// Producer errors that no retry can fix (the message itself is refused).
@@ -146,68 +219,4 @@ fn is_permanent(e: &rdkafka::error::KafkaError) -> bool {
         e.rdkafka_error_code(),
         Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidMessage | C::InvalidRecord)
     )
-}
-
-/// At most `max` events per `window`; reports how many were suppressed before the next one
-/// it lets through.
-#[derive(Debug)]
-pub struct RateLimit {
-    max: u32,
-    window: Duration,
-    start: Instant,
-    seen: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    pub fn new(max: u32, window: Duration) -> Self {
-        RateLimit {
-            max,
-            window,
-            start: Instant::now(),
-            seen: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(suppressed before this one)` when this event may be logged.
-    pub fn allow(&mut self) -> Option<u64> {
-        self.allow_at(Instant::now())
-    }
-
-    /// [`Self::allow`] with the clock passed in (tests drive it).
-    fn allow_at(&mut self, now: Instant) -> Option<u64> {
-        if now.saturating_duration_since(self.start) >= self.window {
-            self.start = now;
-            self.seen = 0;
-        }
-        if self.seen < self.max {
-            self.seen += 1;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_lets_max_through_per_window_and_counts_the_rest() {
-        let mut r = RateLimit::new(2, Duration::from_secs(10));
-        let t0 = r.start;
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        assert_eq!(r.allow_at(at(0)), Some(0));
-        assert_eq!(r.allow_at(at(1)), Some(0));
-        assert_eq!(r.allow_at(at(2)), None);
-        assert_eq!(r.allow_at(at(9)), None);
-        // A new window: the first event through reports the two suppressed.
-        assert_eq!(r.allow_at(at(10)), Some(2));
-        assert_eq!(r.allow_at(at(11)), Some(0));
-        assert_eq!(r.allow_at(at(12)), None);
-        assert_eq!(r.allow_at(at(25)), Some(1));
-    }
 }

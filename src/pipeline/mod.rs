@@ -72,6 +72,9 @@ pub struct PipelineStats {
     pub rejected_by: Labelled<&'static str>,
     /// Consumer lag by (topic, partition): cached high watermark minus position.
     pub lag: Labelled<(String, i32)>,
+    /// Age in milliseconds of the oldest message consumed and not yet committable, by
+    /// (topic, partition); 0 when none waits.
+    pub oldest_uncommitted: Labelled<(String, i32)>,
     /// Partitions assigned, by consumer.
     pub assigned: Labelled<String>,
     /// Partitions paused for backpressure, by consumer.
@@ -100,8 +103,23 @@ impl PipelineStats {
 pub struct Control {
     /// Set on SIGTERM/SIGINT: stop fetching, finish, commit, leave.
     pub stop: AtomicBool,
-    /// Set by a consumer that found every broker unreachable for too long.
+    /// Set by a consumer that cannot go on (every broker unreachable too long, a failed
+    /// batch): the daemon exits 1.
     pub fatal: AtomicBool,
+    /// Test hook: the next batch handed to the writer fails (its task panics).
+    #[doc(hidden)]
+    pub inject_batch_failure: AtomicBool,
+}
+
+/// Why a batch did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Abandoned at shutdown.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Its task ended without a result (a panic): a bug, never expected.
+    #[error("batch task failed: {0}")]
+    Task(String),
 }
 
 /// A finished batch reported back to its consumer.
@@ -109,8 +127,8 @@ pub struct Control {
 pub struct Done {
     pub id: u64,
     /// `Ok` (with the buffers to reuse): every message written or dead-lettered; `Err`:
-    /// abandoned at shutdown.
-    pub result: Result<batch::Spare, WriteError>,
+    /// abandoned at shutdown, or failed.
+    pub result: Result<batch::Spare, BatchError>,
 }
 
 /// Writes a batch's lines and dead-letters its rejects; the consumer commits once it's `Ok`.
@@ -163,8 +181,8 @@ pub async fn process_batch(
             spare.line_sources = g.sources;
         }
     }
+    dead.send_all(&letters).await?;
     for d in &letters {
-        dead.send(d).await?;
         stats.rejected_by.add(d.reason, 1);
     }
     stats

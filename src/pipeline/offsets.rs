@@ -5,6 +5,7 @@
 //! only moves over a prefix of finished batches. Pure bookkeeping, no Kafka here.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// One batch's run of offsets in one partition.
 #[derive(Debug)]
@@ -12,6 +13,9 @@ struct Span {
     batch: u64,
     last: i64,
     done: bool,
+    /// When its first message was recorded: the age of the partition's oldest uncommitted
+    /// message while this span is the partition's first.
+    since: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +34,7 @@ impl OffsetTracker {
                 batch,
                 last: offset,
                 done: false,
+                since: Instant::now(),
             }),
         }
     }
@@ -63,6 +68,23 @@ impl OffsetTracker {
     /// Forgets a partition (revoked): nothing of it is committed by this consumer any more.
     pub fn forget(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+    }
+
+    /// Per partition recorded since the last forget: how long its oldest message not yet
+    /// committable has waited (zero when there is none).
+    pub fn oldest_uncommitted(&self, now: Instant) -> Vec<(i32, Duration)> {
+        let mut out: Vec<(i32, Duration)> = self
+            .partitions
+            .iter()
+            .map(|(&p, spans)| {
+                let age = spans
+                    .front()
+                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.since));
+                (p, age)
+            })
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// True while some recorded batch is not finished.
@@ -109,6 +131,31 @@ mod tests {
         assert_eq!(t.committable(), vec![(0, 6), (1, 8)]);
         t.complete(2);
         assert_eq!(t.committable(), vec![(0, 8)]);
+    }
+
+    #[test]
+    fn oldest_uncommitted_is_the_age_of_the_first_unfinished_span() {
+        let mut t = OffsetTracker::default();
+        t.record(0, 1, 5);
+        t.record(1, 1, 9);
+        let (since0, since1) = (t.partitions[&0][0].since, t.partitions[&1][0].since);
+        t.record(0, 2, 6);
+        let later = since0 + Duration::from_secs(30);
+        assert_eq!(
+            t.oldest_uncommitted(later),
+            vec![(0, Duration::from_secs(30)), (1, later - since1)]
+        );
+        // Batch 2 finishing does not help partition 0: batch 1 still holds it.
+        t.complete(2);
+        let _ = t.committable();
+        assert_eq!(t.oldest_uncommitted(later)[0], (0, Duration::from_secs(30)));
+        t.complete(1);
+        let _ = t.committable();
+        assert_eq!(
+            t.oldest_uncommitted(later),
+            vec![(0, Duration::ZERO), (1, Duration::ZERO)],
+            "all committable: nothing waits"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Secret;
+use crate::stats::RateLimit;
 
 /// Where and how to write. Field names follow the Python persister's `[influxdb]` group.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -226,6 +227,27 @@ struct Inner {
     /// Cancelled on shutdown: ends retry waits.
     shutdown: CancellationToken,
     stats: Arc<WriterStats>,
+    /// Databases whose writes are failing now, each with its run of failed attempts.
+    outages: std::sync::Mutex<std::collections::HashMap<String, Outage>>,
+}
+
+/// A run of failed write attempts to one database: logged when it starts, at most every 30 s
+/// while it lasts (concurrent batches each retry; a line per attempt would flood the journal),
+/// and when a write succeeds again, with its length and retry count.
+struct Outage {
+    since: std::time::Instant,
+    retries: u64,
+    log: RateLimit,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Outage {
+            since: std::time::Instant::now(),
+            retries: 0,
+            log: RateLimit::new(1, Duration::from_secs(30)),
+        }
+    }
 }
 
 /// What one chunk of lines came to.
@@ -262,6 +284,7 @@ impl Writer {
                 config,
                 shutdown,
                 stats: Arc::new(WriterStats::default()),
+                outages: Default::default(),
             }),
         })
     }
@@ -396,6 +419,28 @@ impl Writer {
         out
     }
 
+    /// A write to `db` was answered: ends its failure run, if any (logged once, with its
+    /// length and retries).
+    fn succeeded(&self, db: &str) {
+        let inner = &self.inner;
+        inner.stats.failing.store(false, Ordering::Relaxed);
+        let ended = {
+            let mut outages = inner.outages.lock().unwrap_or_else(|e| e.into_inner());
+            if outages.is_empty() {
+                return;
+            }
+            outages.remove(db)
+        };
+        if let Some(o) = ended {
+            tracing::info!(
+                db,
+                outage_seconds = o.since.elapsed().as_secs_f64(),
+                retries = o.retries,
+                "InfluxDB writes succeed again"
+            );
+        }
+    }
+
     /// Sends lines `range` until the answer decides their fate; retries in between.
     async fn send_until_decided(
         &self,
@@ -416,11 +461,11 @@ impl Writer {
             inner.stats.latency.observe(started.elapsed());
             let (cause, after, message) = match action {
                 Action::Done => {
-                    inner.stats.failing.store(false, Ordering::Relaxed);
+                    self.succeeded(db);
                     return Ok(Fate::Written);
                 }
                 Action::Partial { message } => {
-                    inner.stats.failing.store(false, Ordering::Relaxed);
+                    self.succeeded(db);
                     return Ok(identify_partial(batch, range, &message)
                         .map_or(Fate::Split(message), Fate::Partial));
                 }
@@ -457,11 +502,22 @@ impl Writer {
                     jitter(),
                 )
             });
-            if cause == RetryCause::Auth {
-                tracing::error!(db, cause = cause.as_str(), attempt, wait_ms = wait.as_millis() as u64, error = %message,
+            let (log, suppressed) = {
+                let mut outages = inner.outages.lock().unwrap_or_else(|e| e.into_inner());
+                let o = outages.entry(db.to_owned()).or_insert_with(Outage::new);
+                o.retries += 1;
+                match o.log.allow() {
+                    Some(suppressed) => (true, suppressed),
+                    None => (false, 0),
+                }
+            };
+            if !log {
+                tracing::debug!(db, cause = cause.as_str(), attempt, error = %message, "InfluxDB write failed; retrying");
+            } else if cause == RetryCause::Auth {
+                tracing::error!(db, cause = cause.as_str(), attempt, wait_ms = wait.as_millis() as u64, suppressed_since_last = suppressed, error = %message,
                     "InfluxDB refused the credentials; retrying (check influxdb.user/password/token)");
             } else {
-                tracing::warn!(db, cause = cause.as_str(), attempt, wait_ms = wait.as_millis() as u64, error = %message,
+                tracing::warn!(db, cause = cause.as_str(), attempt, wait_ms = wait.as_millis() as u64, suppressed_since_last = suppressed, error = %message,
                     "InfluxDB write failed; retrying");
             }
             tokio::select! {
