@@ -777,3 +777,45 @@ fn selectors_are_found_in_promql() {
         vec![r#"monasca_persister_write_retries_total{cause="auth"}"#]
     );
 }
+
+#[test]
+fn db_per_tenant_writes_each_tenants_points_to_its_own_database() {
+    let _g = serial();
+    let s = setup();
+    // Three tenants (metric(i) belongs to tenant-{i % 3}); each batch holds all three, written
+    // to their databases at once.
+    let cfg = toml_config(&s, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[influxdb]\n", "[influxdb]\ndb_per_tenant = true\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = Persister::start(&cfg);
+    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    let tenant_points = |t: usize| {
+        let db = format!("mon_tenant-{t}");
+        let v = s
+            .influx
+            .query(&db, r#"SELECT count(value) FROM "e2e.metric""#);
+        v["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    wait_until(
+        "1 000 points in each tenant's database",
+        Duration::from_secs(120),
+        &p,
+        || (0..3).all(|t| tenant_points(t) == 1000),
+    );
+    wait_until("everything committed", Duration::from_secs(90), &p, || {
+        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+    });
+    assert_eq!(
+        metric_points(&s.influx),
+        0,
+        "nothing in the shared database"
+    );
+    p.signal("-TERM");
+    assert!(p.wait(Duration::from_secs(60)).expect("exits").success());
+}

@@ -133,11 +133,40 @@ impl Decoder {
                     what: "empty document",
                 })),
             },
-            Err(e) => f(Err(map_parse_error(&e))),
+            Err(e) => f(Err(cut_off(payload).unwrap_or_else(|| map_parse_error(&e)))),
         };
         self.tape = Some(tape.reset());
         out
     }
+}
+
+/// A document that ends inside a string or with containers still open was cut off (a
+/// truncated message): say so, at its end, rather than wherever simd-json's structural pass
+/// gave up (often byte 0). Only runs for input that failed to parse.
+fn cut_off(payload: &[u8]) -> Option<DecodeError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in payload {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            // More closing than opening: not a cut-off document.
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    (in_string || depth > 0).then_some(DecodeError::InvalidJson {
+        at: payload.len(),
+        what: "unexpected end of input (message cut off)",
+    })
 }
 
 fn map_parse_error(e: &simd_json::Error) -> DecodeError {
@@ -439,6 +468,33 @@ mod tests {
             |m| m.name.to_owned(),
         );
         assert_eq!(got, Ok("a\"b\\c\u{e9}\n".to_owned()));
+    }
+
+    #[test]
+    fn a_cut_off_message_is_reported_at_its_end() {
+        let cut = |s: &str| metric(s, |_| ()).err();
+        for s in [
+            r#"{"metric":{"na"#,
+            r#"{"metric":{"name":"x""#,
+            r#"{"metric":{"name":"a"}""#,
+            r#"{"metric": [1,2"#,
+        ] {
+            assert_eq!(
+                cut(s),
+                Some(DecodeError::InvalidJson {
+                    at: s.len(),
+                    what: "unexpected end of input (message cut off)"
+                }),
+                "{s}"
+            );
+        }
+        // Complete but wrong: the parser's own position and reason.
+        for s in [r#"{"a":tru}"#, r#"{"a":1}}"#, r#"{"a" 1}"#] {
+            assert!(
+                !matches!(cut(s), Some(DecodeError::InvalidJson { what, .. }) if what.contains("cut off")),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -159,14 +159,27 @@ pub async fn process_batch(
             payload: payload_of(i),
         })
         .collect();
-    for g in groups {
-        if g.line_ends.is_empty() {
-            continue;
-        }
-        let body = Batch::new(g.lines, g.line_ends);
-        let report = writer.write(&g.db, &body).await?;
-        for r in report.rejected {
-            let i = g.sources[r.index];
+    // One write per database, all at once: the writer's `max_in_flight` bounds how many run
+    // (with a database per tenant, a batch holds many). Dropping the set (an early return)
+    // aborts the rest.
+    let mut writes = tokio::task::JoinSet::new();
+    for g in groups.into_iter().filter(|g| !g.line_ends.is_empty()) {
+        let writer = writer.clone();
+        writes.spawn(async move {
+            let body = Batch::new(g.lines, g.line_ends);
+            let report = writer.write(&g.db, &body).await;
+            (body, g.sources, report)
+        });
+    }
+    while let Some(joined) = writes.join_next().await {
+        let (body, line_sources, report) = match joined {
+            Ok(done) => done,
+            // A panic in a write is the batch's: it fails (see `BatchError::Task`).
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(WriteError::ShuttingDown),
+        };
+        for r in report?.rejected {
+            let i = line_sources[r.index];
             letters.push(DeadLetter {
                 partition: sources[i].partition,
                 offset: sources[i].offset,
@@ -178,7 +191,7 @@ pub async fn process_batch(
         if single {
             spare.lines = body.body.try_into_mut().ok();
             spare.line_ends = body.line_ends;
-            spare.line_sources = g.sources;
+            spare.line_sources = line_sources;
         }
     }
     dead.send_all(&letters).await?;
