@@ -95,7 +95,8 @@ async fn handle(
 /// waited uncommitted longer than the bound. Also the JSON detail.
 fn readiness(state: &AdminState) -> (bool, String) {
     let assigned = state.pipeline.assigned.sum();
-    let failing = state.writer.failing.load(Ordering::Relaxed);
+    let databases = state.writer.failing_databases();
+    let failing = state.writer.failing.load(Ordering::Relaxed) || !databases.is_empty();
     let oldest_ms = state
         .pipeline
         .oldest_uncommitted
@@ -108,11 +109,32 @@ fn readiness(state: &AdminState) -> (bool, String) {
         .ready_max_uncommitted
         .is_some_and(|max| oldest_ms as u128 > max.as_millis());
     let ready = assigned > 0 && !failing && !stuck;
+    let names: Vec<String> = databases
+        .iter()
+        .map(|d| format!("\"{}\"", json_escape(&d.db)))
+        .collect();
     let body = format!(
-        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"oldest_uncommitted_seconds":{:.1}}}"#,
+        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"failing_databases":[{}],"oldest_uncommitted_seconds":{:.1}}}"#,
+        names.join(","),
         oldest_ms as f64 / 1000.0
     );
     (ready, body)
+}
+
+/// A string as the inside of a JSON string literal.
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The Prometheus text exposition of every counter.
@@ -216,14 +238,7 @@ pub fn render(state: &AdminState) -> String {
         "counter",
         "Write retries, by cause.",
     );
-    for cause in [
-        RetryCause::Auth,
-        RetryCause::Throttled,
-        RetryCause::Server,
-        RetryCause::NotFound,
-        RetryCause::Transport,
-        RetryCause::Timeout,
-    ] {
+    for cause in RetryCause::ALL {
         let _ = writeln!(
             out,
             "monasca_persister_write_retries_total{{cause=\"{}\"}} {}",
@@ -269,6 +284,38 @@ pub fn render(state: &AdminState) -> String {
             "monasca_persister_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {v}",
             label(&topic)
         );
+    }
+    // Each family's samples stay together, as the text format requires.
+    let failing = w.failing_databases();
+    header(
+        &mut out,
+        "monasca_persister_influxdb_database_failing_seconds",
+        "gauge",
+        "How long writes to this database have been failing (only failing databases are listed).",
+    );
+    for d in &failing {
+        let _ = writeln!(
+            out,
+            "monasca_persister_influxdb_database_failing_seconds{{db=\"{}\"}} {:.3}",
+            label(&d.db),
+            d.failing_for.as_secs_f64()
+        );
+    }
+    header(
+        &mut out,
+        "monasca_persister_influxdb_database_refused_seconds",
+        "gauge",
+        "How long this database has refused every write (403, bucket missing).",
+    );
+    for d in &failing {
+        if let Some(r) = d.refused_for {
+            let _ = writeln!(
+                out,
+                "monasca_persister_influxdb_database_refused_seconds{{db=\"{}\"}} {:.3}",
+                label(&d.db),
+                r.as_secs_f64()
+            );
+        }
     }
     header(
         &mut out,

@@ -150,6 +150,7 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
             brokers_down_exit: Duration::from_secs_f64(config.kafka.brokers_down_exit_seconds),
             shutdown_timeout,
             lag_interval: Duration::from_secs_f64(config.persister.lag_interval_seconds),
+            database_refused: Duration::from_secs_f64(config.persister.database_refused_seconds),
         });
         for i in 0..p.num_processors {
             let h = spawn_consumer(

@@ -114,7 +114,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let influx = Influx::start();
+    setup_with(Influx::start())
+}
+
+fn setup_with(influx: Influx) -> Setup {
     let tansu = Tansu::start();
     tansu.create_topic("metrics", 4);
     tansu.create_topic("alarm-state-transitions", 1);
@@ -818,4 +821,168 @@ fn db_per_tenant_writes_each_tenants_points_to_its_own_database() {
     );
     p.signal("-TERM");
     assert!(p.wait(Duration::from_secs(60)).expect("exits").success());
+}
+
+/// InfluxDB with authentication on, three tenant databases, and a user `persister` that may
+/// write to `mon_tenant-0` and `mon_tenant-1` but not to `mon_tenant-2`; a config for it with
+/// a database per tenant (`extra` appended to `[kafka]`).
+fn refusing_tenant_setup(kafka_extra: &str) -> (Setup, std::path::PathBuf) {
+    let mut influx = Influx::start_with(&[("INFLUXDB_HTTP_AUTH_ENABLED", "true")]);
+    influx.query(
+        "",
+        "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES",
+    );
+    influx.auth = Some(("admin".into(), "s3cret".into()));
+    for t in 0..3 {
+        influx.query("", &format!("CREATE DATABASE \"mon_tenant-{t}\""));
+    }
+    influx.query("", "CREATE USER persister WITH PASSWORD 'w-only'");
+    for t in 0..2 {
+        influx.query(
+            "",
+            &format!("GRANT WRITE ON \"mon_tenant-{t}\" TO persister"),
+        );
+    }
+    let s = setup_with(influx);
+    let cfg = toml_config(
+        &s,
+        kafka_extra,
+        "admin_listen = \"127.0.0.1:0\"\ndatabase_refused_seconds = 3",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[influxdb]\n",
+        "[influxdb]\ndb_per_tenant = true\nuser = \"persister\"\npassword = \"w-only\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    (s, cfg)
+}
+
+fn tenant_points(influx: &Influx, t: usize) -> i64 {
+    let v = influx.query(
+        &format!("mon_tenant-{t}"),
+        r#"SELECT count(value) FROM "e2e.metric""#,
+    );
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Reads `n` dead letters from `topic` (up to a minute): (payload, reason header).
+fn dead_letters(bootstrap: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, String)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "reason").and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), reason));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_refused_tenant_database_is_dead_lettered_and_the_other_tenants_move_on() {
+    let _g = serial();
+    let (s, cfg) = refusing_tenant_setup(r#"dead_letter_topic = "dlq""#);
+    s.tansu.create_topic("dlq", 1);
+    let mut p = Persister::start(&cfg);
+    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until(
+        "the two writable tenants' points",
+        Duration::from_secs(120),
+        &p,
+        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
+    );
+    // After database_refused_seconds (3), the refused tenant's lines are dead-lettered and
+    // every offset is committed.
+    wait_until("everything committed", Duration::from_secs(120), &p, || {
+        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+    });
+    let letters = dead_letters(&s.tansu.bootstrap(), "dlq", 1000);
+    assert_eq!(letters.len(), 1000, "one dead letter per refused message");
+    assert!(letters.iter().all(|(_, r)| r == "database_refused"));
+    let refused: std::collections::BTreeSet<Vec<u8>> =
+        (0..3000).filter(|i| i % 3 == 2).map(metric).collect();
+    assert!(
+        letters.iter().all(|(payload, _)| refused.contains(payload)),
+        "only the refused tenant's messages, raw"
+    );
+    assert_eq!(tenant_points(&s.influx, 2), 0);
+    p.signal("-TERM");
+    assert!(p.wait(Duration::from_secs(60)).expect("exits").success());
+}
+
+#[test]
+fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
+    let _g = serial();
+    let (s, cfg) = refusing_tenant_setup("");
+    let p = Persister::start(&cfg);
+    let admin = p.admin_port();
+    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until(
+        "the two writable tenants' points",
+        Duration::from_secs(120),
+        &p,
+        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
+    );
+    // Past the bound, nothing is dropped: the refused database is named, /ready says no.
+    wait_until(
+        "the refused database named past the bound",
+        Duration::from_secs(60),
+        &p,
+        || {
+            scrape(admin).samples.iter().any(|m| {
+                m.metric == "monasca_persister_influxdb_database_refused_seconds"
+                    && m.labels.get("db") == Some("mon_tenant-2")
+                    && matches!(m.value, prometheus_parse::Value::Gauge(v) if v >= 3.0)
+            })
+        },
+    );
+    let (status, body) =
+        common::http_request(&format!("127.0.0.1:{admin}"), "GET", "/ready", b"").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(r#""failing_databases":["mon_tenant-2"]"#),
+        "{body}"
+    );
+    assert_eq!(
+        s.tansu.committed("1_metrics", "metrics", 4),
+        0,
+        "every partition's first batch waits for the refused tenant"
+    );
+    assert_eq!(tenant_points(&s.influx, 2), 0);
+    // The grant arrives: everything lands and is committed.
+    s.influx
+        .query("", "GRANT WRITE ON \"mon_tenant-2\" TO persister");
+    wait_until(
+        "the refused tenant's points",
+        Duration::from_secs(120),
+        &p,
+        || tenant_points(&s.influx, 2) == 1000,
+    );
+    wait_until("everything committed", Duration::from_secs(120), &p, || {
+        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+    });
+    wait_until("ready again", Duration::from_secs(60), &p, || {
+        ready_status(admin) == 200
+    });
+    assert!(
+        p.log_text().contains("InfluxDB writes succeed again"),
+        "the recovery is logged"
+    );
 }

@@ -103,6 +103,7 @@ impl Harness {
             brokers_down_exit: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(10),
             lag_interval: Duration::from_secs(1),
+            database_refused: Duration::from_secs(300),
         });
         let dead = Arc::new(DeadLetters::new(topic.into(), None, self.cancel.clone()));
         spawn_consumer(

@@ -81,6 +81,7 @@ const KEYS: &[(&str, &[(&str, Ty)])] = &[
             ("admin_listen", Ty::Str),
             ("lag_interval_seconds", Ty::Float),
             ("ready_max_uncommitted_seconds", Ty::Float),
+            ("database_refused_seconds", Ty::Float),
         ],
     ),
 ];

@@ -173,6 +173,10 @@ pub struct PersisterConfig {
     /// `/ready` answers 503 once a message has waited this long, consumed but not committed
     /// (writes failing, a stuck batch). 0: never.
     pub ready_max_uncommitted_seconds: f64,
+    /// With a dead-letter topic: a database that refuses every write (403 for a missing
+    /// grant, a v2 bucket that does not exist) for this long has its lines dead-lettered
+    /// (reason `database_refused`) so the others move on. Without one, they wait.
+    pub database_refused_seconds: f64,
 }
 
 impl Default for PersisterConfig {
@@ -187,6 +191,7 @@ impl Default for PersisterConfig {
             admin_listen: "127.0.0.1:9091".into(),
             lag_interval_seconds: 1.0,
             ready_max_uncommitted_seconds: 300.0,
+            database_refused_seconds: 300.0,
         }
     }
 }
@@ -432,6 +437,12 @@ impl Config {
             return bad(
                 "persister.ready_max_uncommitted_seconds",
                 "must be a non-negative number (0: never)",
+            );
+        }
+        if !positive(self.persister.database_refused_seconds) {
+            return bad(
+                "persister.database_refused_seconds",
+                "must be a positive number",
             );
         }
         if self.persister.max_message_bytes == 0 {

@@ -303,11 +303,12 @@ impl State {
             .control
             .inject_batch_failure
             .swap(false, Ordering::Relaxed);
+        let refused = self.settings.database_refused;
         let handle = self.rt.spawn(async move {
             if fail {
                 panic!("injected batch failure (test hook)");
             }
-            process_batch(batch, writer, dead, stats).await
+            process_batch(batch, writer, dead, stats, refused).await
         });
         self.rt.spawn(async move {
             // A panic in the batch task must still be reported, or the in-flight count and

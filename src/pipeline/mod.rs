@@ -49,6 +49,9 @@ pub struct PipelineSettings {
     pub shutdown_timeout: Duration,
     /// How often the consumer-lag gauge is refreshed.
     pub lag_interval: Duration,
+    /// With a dead-letter topic: how long a database may refuse every write (403, bucket
+    /// missing) before its lines are dead-lettered instead of waited for.
+    pub database_refused: Duration,
 }
 
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
@@ -137,6 +140,7 @@ pub async fn process_batch(
     writer: Writer,
     dead: Arc<DeadLetters>,
     stats: Arc<PipelineStats>,
+    database_refused: Duration,
 ) -> Result<batch::Spare, WriteError> {
     let PendingBatch {
         groups,
@@ -162,12 +166,16 @@ pub async fn process_batch(
     // One write per database, all at once: the writer's `max_in_flight` bounds how many run
     // (with a database per tenant, a batch holds many). Dropping the set (an early return)
     // aborts the rest.
+    // A database that refuses us (a missing grant, a bucket that does not exist) holds back
+    // only its own lines: with somewhere to put them, they are dead-lettered once it has
+    // refused long enough; without, they wait (nothing is dropped).
+    let refused_after = dead.target.is_some().then_some(database_refused);
     let mut writes = tokio::task::JoinSet::new();
     for g in groups.into_iter().filter(|g| !g.line_ends.is_empty()) {
         let writer = writer.clone();
         writes.spawn(async move {
             let body = Batch::new(g.lines, g.line_ends);
-            let report = writer.write(&g.db, &body).await;
+            let report = writer.write_or_give_up(&g.db, &body, refused_after).await;
             (body, g.sources, report)
         });
     }
@@ -178,7 +186,18 @@ pub async fn process_batch(
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return Err(WriteError::ShuttingDown),
         };
-        for r in report?.rejected {
+        let report = report?;
+        for r in report.refused {
+            let i = line_sources[r.index];
+            letters.push(DeadLetter {
+                partition: sources[i].partition,
+                offset: sources[i].offset,
+                reason: "database_refused",
+                detail: r.reason,
+                payload: payload_of(i),
+            });
+        }
+        for r in report.rejected {
             let i = line_sources[r.index];
             letters.push(DeadLetter {
                 partition: sources[i].partition,

@@ -12,8 +12,11 @@ use std::time::Duration;
 /// Why a write is being retried; a label for counters and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryCause {
-    /// 401/403: wrong or missing credentials, or a user without write permission.
+    /// 401: wrong or missing credentials.
     Auth,
+    /// 403: the user may not write to (or create) this database: a refusal of one database,
+    /// not of the whole server.
+    Forbidden,
     /// 429.
     Throttled,
     /// 5xx (including 1.x's "retention policy not found").
@@ -27,9 +30,27 @@ pub enum RetryCause {
 }
 
 impl RetryCause {
+    /// Every cause, in declaration order (the index of each in counters).
+    pub const ALL: [RetryCause; 7] = [
+        RetryCause::Auth,
+        RetryCause::Forbidden,
+        RetryCause::Throttled,
+        RetryCause::Server,
+        RetryCause::NotFound,
+        RetryCause::Transport,
+        RetryCause::Timeout,
+    ];
+
+    /// Whether this refuses one database (a missing grant, a bucket that does not exist)
+    /// rather than failing the server or the credentials.
+    pub fn refuses_database(self) -> bool {
+        matches!(self, RetryCause::Forbidden | RetryCause::NotFound)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RetryCause::Auth => "auth",
+            RetryCause::Forbidden => "forbidden",
             RetryCause::Throttled => "throttled",
             RetryCause::Server => "server_error",
             RetryCause::NotFound => "not_found",
@@ -86,7 +107,11 @@ pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -
             }
         }
         401 | 403 => Action::Retry {
-            cause: RetryCause::Auth,
+            cause: if status == 401 {
+                RetryCause::Auth
+            } else {
+                RetryCause::Forbidden
+            },
             after: None,
             message: format!("HTTP {status}: {}", message()),
         },
@@ -319,15 +344,18 @@ mod tests {
 
     #[test]
     fn auth_failures_are_retried() {
-        for s in [401, 403] {
+        for (s, want) in [(401, RetryCause::Auth), (403, RetryCause::Forbidden)] {
             assert!(matches!(
                 v1(s, r#"{"error":"authorization failed"}"#),
-                Action::Retry {
-                    cause: RetryCause::Auth,
-                    ..
-                }
+                Action::Retry { cause, .. } if cause == want
             ));
         }
+        assert!(RetryCause::Forbidden.refuses_database());
+        assert!(RetryCause::NotFound.refuses_database());
+        assert!(
+            !RetryCause::Auth.refuses_database(),
+            "bad credentials refuse every database"
+        );
     }
 
     #[test]

@@ -153,8 +153,13 @@ impl Client {
         let text = String::from_utf8_lossy(&body);
         match status {
             200 if !text.contains("\"error\"") => Ok(()),
-            401 | 403 => Err((
+            401 => Err((
                 RetryCause::Auth,
+                format!("creating database: HTTP {status}: {}", error_message(&body)),
+            )),
+            // A user without the admin privilege may not create databases.
+            _ if status == 403 || text.contains("not authorized") => Err((
+                RetryCause::Forbidden,
                 format!("creating database: HTTP {status}: {}", error_message(&body)),
             )),
             _ => Err((

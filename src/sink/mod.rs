@@ -166,11 +166,14 @@ pub struct RejectedLine {
     pub reason: String,
 }
 
-/// The fate of a batch: every line not listed in `rejected` is stored.
+/// The fate of a batch: every line not listed in `rejected` or `refused` is stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteReport {
     pub written: usize,
     pub rejected: Vec<RejectedLine>,
+    /// Lines not written because the database refused them for longer than the caller
+    /// allowed (see [`Writer::write_or_give_up`]); none of them is stored.
+    pub refused: Vec<RejectedLine>,
     /// HTTP requests it took (splits and retries included).
     pub requests: u32,
 }
@@ -201,13 +204,42 @@ pub struct WriterStats {
     pub points_rejected: AtomicU64,
     pub databases_created: AtomicU64,
     /// Retries by cause, indexed like [`RetryCause`]'s declaration order.
-    pub retries: [AtomicU64; 6],
+    pub retries: [AtomicU64; RetryCause::ALL.len()],
     /// The latest attempt failed and is being retried.
     pub failing: AtomicBool,
     /// Duration of each HTTP write request (answered or failed).
     pub latency: crate::stats::Histogram,
     /// Line-protocol bytes handed to `write` and not yet decided.
     pub bytes_in_flight: std::sync::atomic::AtomicI64,
+    /// Databases whose writes are failing now, each with its run of failed attempts.
+    outages: std::sync::Mutex<std::collections::HashMap<String, Outage>>,
+}
+
+/// A database whose writes are failing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailingDatabase {
+    pub db: String,
+    /// Since the first failed attempt of this run.
+    pub failing_for: Duration,
+    /// Since when it refuses (403, bucket missing), if it does.
+    pub refused_for: Option<Duration>,
+}
+
+impl WriterStats {
+    /// The databases whose writes are failing now, by name.
+    pub fn failing_databases(&self) -> Vec<FailingDatabase> {
+        let outages = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<FailingDatabase> = outages
+            .iter()
+            .map(|(db, o)| FailingDatabase {
+                db: db.clone(),
+                failing_for: o.since.elapsed(),
+                refused_for: o.refused_since.map(|t| t.elapsed()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.db.cmp(&b.db));
+        out
+    }
 }
 
 /// The InfluxDB writer. Cheap to clone; all clones share one connection pool and one
@@ -227,15 +259,17 @@ struct Inner {
     /// Cancelled on shutdown: ends retry waits.
     shutdown: CancellationToken,
     stats: Arc<WriterStats>,
-    /// Databases whose writes are failing now, each with its run of failed attempts.
-    outages: std::sync::Mutex<std::collections::HashMap<String, Outage>>,
 }
 
 /// A run of failed write attempts to one database: logged when it starts, at most every 30 s
 /// while it lasts (concurrent batches each retry; a line per attempt would flood the journal),
 /// and when a write succeeds again, with its length and retry count.
+#[derive(Debug)]
 struct Outage {
     since: std::time::Instant,
+    /// Since when every attempt was refused for this database alone (403, bucket missing);
+    /// `None` once another kind of failure comes between.
+    refused_since: Option<std::time::Instant>,
     retries: u64,
     log: RateLimit,
 }
@@ -244,6 +278,7 @@ impl Outage {
     fn new() -> Self {
         Outage {
             since: std::time::Instant::now(),
+            refused_since: None,
             retries: 0,
             log: RateLimit::new(1, Duration::from_secs(30)),
         }
@@ -258,6 +293,8 @@ enum Fate {
     Partial(Vec<RejectedLine>),
     /// Resend the halves.
     Split(String),
+    /// The database has refused writes for longer than allowed: give up on it.
+    Refused(String),
     /// None of these lines will ever be stored.
     RejectAll(String),
 }
@@ -284,7 +321,6 @@ impl Writer {
                 config,
                 shutdown,
                 stats: Arc::new(WriterStats::default()),
-                outages: Default::default(),
             }),
         })
     }
@@ -311,6 +347,18 @@ impl Writer {
     /// the server for good; waits (retrying) as long as the server is unreachable, failing or
     /// refusing credentials, until shutdown.
     pub async fn write(&self, db: &str, batch: &Batch) -> Result<WriteReport, WriteError> {
+        self.write_or_give_up(db, batch, None).await
+    }
+
+    /// As [`Writer::write`], but once `db` alone has refused every attempt (403, bucket not
+    /// found) for `refused_after` (counted across batches), the lines not yet written come
+    /// back in `refused` instead of waiting on.
+    pub async fn write_or_give_up(
+        &self,
+        db: &str,
+        batch: &Batch,
+        refused_after: Option<Duration>,
+    ) -> Result<WriteReport, WriteError> {
         let inner = &self.inner;
         let _permit = tokio::select! {
             p = inner.in_flight.acquire() => p.map_err(|_| WriteError::ShuttingDown)?,
@@ -322,7 +370,9 @@ impl Writer {
             .stats
             .bytes_in_flight
             .fetch_add(bytes, Ordering::Relaxed);
-        let result = self.write_chunks(db, batch, &mut report).await;
+        let result = self
+            .write_chunks(db, batch, refused_after, &mut report)
+            .await;
         inner
             .stats
             .bytes_in_flight
@@ -335,6 +385,7 @@ impl Writer {
         &self,
         db: &str,
         batch: &Batch,
+        refused_after: Option<Duration>,
         report: &mut WriteReport,
     ) -> Result<(), WriteError> {
         let inner = &self.inner;
@@ -342,7 +393,10 @@ impl Writer {
         let mut todo: Vec<Range<usize>> = self.chunks(batch);
         todo.reverse();
         while let Some(range) = todo.pop() {
-            match self.send_until_decided(db, batch, &range, report).await? {
+            match self
+                .send_until_decided(db, batch, &range, refused_after, report)
+                .await?
+            {
                 Fate::Written => report.written += range.len(),
                 Fate::Partial(rejected) => {
                     // The message names what was dropped, but 1.x does not always name
@@ -377,6 +431,23 @@ impl Writer {
                         reason: message.clone(),
                     }));
                 }
+                Fate::Refused(message) => {
+                    // The rest of the batch goes to the same database: give it all up.
+                    for r in std::iter::once(range).chain(todo.drain(..).rev()) {
+                        report.refused.extend(r.map(|index| RejectedLine {
+                            index,
+                            reason: message.clone(),
+                        }));
+                    }
+                    report.refused.sort_by_key(|r| r.index);
+                    tracing::warn!(
+                        db,
+                        lines = report.refused.len(),
+                        error = %message,
+                        "InfluxDB has refused this database too long; giving its lines up"
+                    );
+                    break;
+                }
             }
         }
         report.rejected.sort_by_key(|r| r.index);
@@ -384,6 +455,9 @@ impl Writer {
         stats
             .points_written
             .fetch_add(report.written as u64, Ordering::Relaxed);
+        stats
+            .points_rejected
+            .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
         if !report.rejected.is_empty() {
             stats
                 .points_rejected
@@ -425,7 +499,11 @@ impl Writer {
         let inner = &self.inner;
         inner.stats.failing.store(false, Ordering::Relaxed);
         let ended = {
-            let mut outages = inner.outages.lock().unwrap_or_else(|e| e.into_inner());
+            let mut outages = inner
+                .stats
+                .outages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if outages.is_empty() {
                 return;
             }
@@ -447,6 +525,7 @@ impl Writer {
         db: &str,
         batch: &Batch,
         range: &Range<usize>,
+        refused_after: Option<Duration>,
         report: &mut WriteReport,
     ) -> Result<Fate, WriteError> {
         let inner = &self.inner;
@@ -502,15 +581,30 @@ impl Writer {
                     jitter(),
                 )
             });
-            let (log, suppressed) = {
-                let mut outages = inner.outages.lock().unwrap_or_else(|e| e.into_inner());
+            let (log, suppressed, refused_for) = {
+                let mut outages = inner
+                    .stats
+                    .outages
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let o = outages.entry(db.to_owned()).or_insert_with(Outage::new);
                 o.retries += 1;
-                match o.log.allow() {
+                if cause.refuses_database() {
+                    o.refused_since.get_or_insert_with(std::time::Instant::now);
+                } else {
+                    o.refused_since = None;
+                }
+                let (log, suppressed) = match o.log.allow() {
                     Some(suppressed) => (true, suppressed),
                     None => (false, 0),
-                }
+                };
+                (log, suppressed, o.refused_since.map(|t| t.elapsed()))
             };
+            if let (Some(limit), Some(refused)) = (refused_after, refused_for)
+                && refused >= limit
+            {
+                return Ok(Fate::Refused(message));
+            }
             if !log {
                 tracing::debug!(db, cause = cause.as_str(), attempt, error = %message, "InfluxDB write failed; retrying");
             } else if cause == RetryCause::Auth {
