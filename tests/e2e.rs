@@ -309,12 +309,29 @@ fn influxdb_outage_pauses_then_every_point_lands_with_bounded_memory() {
         "still running during the outage:\n{}",
         p.log_text()
     );
+    wait_until("the pause logged", Duration::from_secs(60), &p, || {
+        p.log_text().contains("partitions paused")
+    });
     s.influx.restart();
     wait_until(
         "all 60 000 after the outage",
         Duration::from_secs(180),
         &p,
         || metric_points(&s.influx) == 60_000,
+    );
+    // Both ends of each state change are logged once.
+    let log = p.log_text();
+    for line in [
+        "InfluxDB write failed; retrying",
+        "InfluxDB writes succeed again",
+        "partitions paused",
+        "partitions resumed",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+    }
+    assert!(
+        log.matches("InfluxDB writes succeed again").count() == 1,
+        "the recovery logged once:\n{log}"
     );
     eprintln!("peak RSS during the outage: {peak} KiB");
     assert!(

@@ -31,6 +31,10 @@ const FETCH_MAX: usize = 1024;
 /// again at its timers, the stop switch and rebalance events.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
+/// A backpressure pause is logged once it lasts this long (shorter ones are normal at full
+/// load).
+const PAUSE_WORTH_LOGGING: Duration = Duration::from_secs(2);
+
 /// The longest a stopping consumer waits for librdkafka to leave the group.
 const LEAVE_GROUP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -69,6 +73,10 @@ struct State {
     /// Whether the assigned partitions are paused; `None` after a rebalance, when the new
     /// assignment's state is unknown and must be set again.
     paused: Option<bool>,
+    /// Since when the partitions are paused for backpressure, and whether that was logged:
+    /// a pause is logged (and its end) only once it lasts `PAUSE_WORTH_LOGGING`, since under
+    /// full load short pauses come and go many times a second.
+    paused_since: Option<(Instant, bool)>,
     label: String,
     /// Offset of the last message consumed, per partition (for the lag gauge).
     positions: std::collections::HashMap<i32, i64>,
@@ -614,6 +622,7 @@ pub fn spawn_consumer(
         stats,
         rt,
         paused: None,
+        paused_since: None,
         label: label.clone(),
         positions: Default::default(),
         assigned: Default::default(),
@@ -702,11 +711,22 @@ fn run(
                         let n = if blocked { assigned.count() as i64 } else { 0 };
                         st.stats.paused.set(label.clone(), n);
                         tracing::debug!(consumer = %label, paused = blocked, in_flight = st.in_flight, "backpressure");
+                        if blocked {
+                            st.paused_since.get_or_insert((now, false));
+                        } else if let Some((since, true)) = st.paused_since.take() {
+                            tracing::info!(consumer = %label, paused_seconds = since.elapsed().as_secs_f64(), "partitions resumed: the sink caught up");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(consumer = %label, error = %e, "pause/resume failed")
                     }
                 }
+            }
+            if let Some((since, logged @ false)) = &mut st.paused_since
+                && now.duration_since(*since) >= PAUSE_WORTH_LOGGING
+            {
+                *logged = true;
+                tracing::info!(consumer = %label, in_flight = st.in_flight, "partitions paused: the sink is behind (writes slow or failing)");
             }
             // How long the wait below may last: until the batch is due, if it can be sent
             // then. With no room in flight, only a finished batch (which ends the wait for
