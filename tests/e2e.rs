@@ -6,6 +6,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::e2e::{BASE_TS, Feeder, metric, metric_points, scrape, total};
 use common::kafka::{Persister, Tansu};
 use common::{Influx, TempDir};
 use rdkafka::ClientConfig;
@@ -16,18 +17,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-const BASE_TS: i64 = 1_700_000_000_000;
-
-fn metric(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"metric":{{"name":"e2e.metric","dimensions":{{"hostname":"h{}","service":"s"}},"timestamp":{},"value":{i}.5,"value_meta":null}},"meta":{{"tenantId":"tenant-{}","region":"RegionOne"}},"creation_time":1}}"#,
-        i % 50,
-        BASE_TS + i as i64,
-        i % 3
-    )
-    .into_bytes()
 }
 
 fn alarm(i: usize) -> Vec<u8> {
@@ -45,50 +34,8 @@ fn count(influx: &Influx, what: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn metric_points(influx: &Influx) -> i64 {
-    count(influx, r#"SELECT count(value) FROM "e2e.metric""#)
-}
-
 fn alarm_points(influx: &Influx) -> i64 {
     count(influx, "SELECT count(alarm_id) FROM alarm_state_history")
-}
-
-/// Produces `metric(i)` for `i = from, from + 1, …` in the background, a chunk at a time,
-/// until stopped; so that a signal sent to the persister meanwhile lands while messages are
-/// still arriving, however fast the machine is.
-struct Feeder {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<usize>,
-}
-
-impl Feeder {
-    fn start(tansu: &Tansu, from: usize) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let bootstrap = tansu.bootstrap();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut next = from;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let chunk: Vec<Vec<u8>> = (next..next + 500).map(metric).collect();
-                common::kafka::produce_to(
-                    &bootstrap,
-                    "metrics",
-                    4,
-                    chunk.iter().map(Vec::as_slice),
-                );
-                next += 500;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            next
-        });
-        Feeder { stop, thread }
-    }
-
-    /// Stops producing; returns the index after the last message produced.
-    fn stop(self) -> usize {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().expect("feeder thread")
-    }
 }
 
 fn wait_until(what: &str, limit: Duration, p: &Persister, mut f: impl FnMut() -> bool) {
@@ -218,7 +165,7 @@ fn sigterm_mid_stream_exits_zero_and_commits_match_what_influxdb_holds() {
     s.tansu
         .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
     // Messages keep arriving while the signal lands.
-    let feeder = Feeder::start(&s.tansu, 20_000);
+    let feeder = Feeder::start(&s.tansu, 4, 20_000);
     wait_until("a first part written", Duration::from_secs(120), &p, || {
         metric_points(&s.influx) > 5000
     });
@@ -256,7 +203,7 @@ fn kill_9_mid_stream_and_restart_loses_no_point() {
     let metrics: Vec<Vec<u8>> = (0..20_000).map(metric).collect();
     s.tansu
         .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
-    let feeder = Feeder::start(&s.tansu, 20_000);
+    let feeder = Feeder::start(&s.tansu, 4, 20_000);
     wait_until("mid-stream", Duration::from_secs(120), &p, || {
         metric_points(&s.influx) > 5000
     });
@@ -484,28 +431,6 @@ fn all_metric_points(influx: &Influx) -> i64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn scrape(port: u16) -> prometheus_parse::Scrape {
-    let (status, body) =
-        common::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
-    assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid Prometheus text")
-}
-
-fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }
 
 fn ready_status(port: u16) -> u16 {

@@ -15,71 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::e2e::{Feeder, metric_points, scrape, total};
 use common::kafka::{Persister, Tansu};
 use common::{Influx, TempDir};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-const BASE_TS: i64 = 1_700_000_000_000;
 const TOPIC: &str = "metrics";
 const GROUP: &str = "1_metrics";
 const PARTITIONS: i32 = 4;
-
-/// Message `i`: its own timestamp, so each message is a distinct point (series + time).
-fn metric(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"metric":{{"name":"e2e.metric","dimensions":{{"hostname":"h{}","service":"s"}},"timestamp":{},"value":{i}.5,"value_meta":null}},"meta":{{"tenantId":"tenant-{}","region":"RegionOne"}},"creation_time":1}}"#,
-        i % 50,
-        BASE_TS + i as i64,
-        i % 3
-    )
-    .into_bytes()
-}
-
-fn metric_points(influx: &Influx) -> i64 {
-    let v = influx.query("mon", r#"SELECT count(value) FROM "e2e.metric""#);
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_i64()
-        .unwrap_or(0)
-}
-
-/// Produces `metric(i)` for `i = 0, 1, …` in the background, a chunk at a time, until stopped.
-struct Feeder {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<usize>,
-}
-
-impl Feeder {
-    fn start(tansu: &Tansu) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let bootstrap = tansu.bootstrap();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut next = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let chunk: Vec<Vec<u8>> = (next..next + 500).map(metric).collect();
-                common::kafka::produce_to(
-                    &bootstrap,
-                    TOPIC,
-                    PARTITIONS,
-                    chunk.iter().map(Vec::as_slice),
-                );
-                next += 500;
-                // Pacing of the load, not synchronisation.
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            next
-        });
-        Feeder { stop, thread }
-    }
-
-    /// Stops producing; returns how many messages were produced (all acknowledged).
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("feeder thread")
-    }
-}
 
 /// Reads the group's committed offsets every ~200 ms in the background and records when it
 /// read them and what they were (one offset per partition, 0 where none).
@@ -158,28 +103,6 @@ fn longest_pause(
         })
         .map(|w| (w[0], w[1] - w[0]))
         .max_by_key(|(_, d)| *d)
-}
-
-fn scrape(port: u16) -> prometheus_parse::Scrape {
-    let (status, body) =
-        common::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
-    assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid Prometheus text")
-}
-
-fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }
 
 fn metric_of(port: u16, name: &str) -> f64 {
@@ -281,7 +204,7 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
     let sampler = CommitSampler::start(&tansu);
     let mut a = Persister::start(&config(&dir_a, &tansu, &influx));
     let admin_a = a.admin_port();
-    let feeder = Feeder::start(&tansu);
+    let feeder = Feeder::start(&tansu, PARTITIONS, 0);
 
     // A alone: it owns every partition and commits.
     wait_until(

@@ -1,0 +1,95 @@
+//! What the end-to-end tests share: the metric messages they produce, counting what landed,
+//! a background producer, and reading the daemon's `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::Influx;
+use super::kafka::{Tansu, produce_to};
+
+/// The first message's timestamp; message `i` is `i` ms later.
+pub const BASE_TS: i64 = 1_700_000_000_000;
+
+/// Metric message `i`: its own timestamp, so each message is a distinct point (series + time);
+/// tenant `tenant-{i % 3}`, host `h{i % 50}`, value `i.5`.
+pub fn metric(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"metric":{{"name":"e2e.metric","dimensions":{{"hostname":"h{}","service":"s"}},"timestamp":{},"value":{i}.5,"value_meta":null}},"meta":{{"tenantId":"tenant-{}","region":"RegionOne"}},"creation_time":1}}"#,
+        i % 50,
+        BASE_TS + i as i64,
+        i % 3
+    )
+    .into_bytes()
+}
+
+/// Points of [`metric`] messages stored in database `mon`.
+pub fn metric_points(influx: &Influx) -> i64 {
+    let v = influx.query("mon", r#"SELECT count(value) FROM "e2e.metric""#);
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Produces `metric(i)` for `i = from, from + 1, …` to topic `metrics` (`partitions`
+/// partitions) in the background, a chunk at a time, until stopped; so that whatever a test
+/// does meanwhile happens while messages are still arriving, however fast the machine is.
+pub struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Feeder {
+    pub fn start(tansu: &Tansu, partitions: i32, from: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bootstrap = tansu.bootstrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut next = from;
+            while !flag.load(Ordering::Relaxed) {
+                let chunk: Vec<Vec<u8>> = (next..next + 500).map(metric).collect();
+                produce_to(
+                    &bootstrap,
+                    "metrics",
+                    partitions,
+                    chunk.iter().map(Vec::as_slice),
+                );
+                next += 500;
+                // Pacing of the load, not synchronisation.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            next
+        });
+        Feeder { stop, thread }
+    }
+
+    /// Stops producing; returns the index after the last message produced (all acknowledged).
+    pub fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("feeder thread")
+    }
+}
+
+/// The daemon's `/metrics` on `port`, parsed.
+pub fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let (status, body) =
+        super::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 200);
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text")
+}
+
+/// The sum of every sample of metric `name`.
+pub fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
