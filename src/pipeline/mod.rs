@@ -187,22 +187,14 @@ pub async fn process_batch(
             Err(_) => return Err(WriteError::ShuttingDown),
         };
         let report = report?;
-        for r in report.refused {
+        let refused = report.refused.into_iter().map(|r| ("database_refused", r));
+        let rejected = report.rejected.into_iter().map(|r| ("influxdb_rejected", r));
+        for (reason, r) in refused.chain(rejected) {
             let i = line_sources[r.index];
             letters.push(DeadLetter {
                 partition: sources[i].partition,
                 offset: sources[i].offset,
-                reason: "database_refused",
-                detail: r.reason,
-                payload: payload_of(i),
-            });
-        }
-        for r in report.rejected {
-            let i = line_sources[r.index];
-            letters.push(DeadLetter {
-                partition: sources[i].partition,
-                offset: sources[i].offset,
-                reason: "influxdb_rejected",
+                reason,
                 detail: r.reason,
                 payload: payload_of(i),
             });
