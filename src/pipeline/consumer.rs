@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::PendingBatch;
 use super::commit::CommitQueue;
 use super::deadletter::DeadLetters;
-use super::fetch::{Fetch, Fetched, MessageQueue};
+use super::fetch::{EventQueue, Fetch, Fetched, MessageQueue};
 use super::offsets::OffsetTracker;
 use super::{BatchError, Control, Done, PipelineSettings, PipelineStats, due, process_batch};
 use crate::convert::Converter;
@@ -40,6 +40,9 @@ const LEAVE_GROUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long after a failed commit it is retried (unless a finished batch commits first).
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
+
+/// The most events (other than messages) served in one turn of the poll loop.
+const EVENTS_MAX: usize = 1024;
 
 /// A running consumer thread.
 pub struct ConsumerHandle {
@@ -94,6 +97,8 @@ struct Ctx {
     queue: MessageQueue,
     /// Where commit results go (see `commit`).
     commits: CommitQueue,
+    /// The queue `poll` serves, to know whether events still wait there (see `fetch`).
+    events: EventQueue,
     /// The topic, for forwarding its partitions.
     topic: std::ffi::CString,
     brokers_down_since: Mutex<Option<Instant>>,
@@ -146,6 +151,16 @@ impl Ctx {
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         match level {
+            // A failed broker connection at error level: librdkafka sends the same text as an
+            // error event, which `error` logs (and keeps quiet while every broker is down).
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+                if fac == "FAIL" =>
+            {
+                tracing::debug!(consumer = %self.label, facility = fac, "librdkafka: {msg}")
+            }
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
@@ -161,10 +176,30 @@ impl ClientContext for Ctx {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
             self.brokers_lost(reason);
+        } else if self.brokers_down().is_some() && connection_error(&error) {
+            // Every reconnect fails again, and librdkafka's own suppression of repeats (same
+            // text as the one before, for 30 s) does not hold: a failed TLS handshake comes in
+            // two texts. The failure that took the last broker down was logged just before the
+            // outage began (it is queued before "all brokers are down").
+            tracing::debug!(consumer = %self.label, error = %error, "Kafka client error: {reason}");
         } else {
             tracing::warn!(consumer = %self.label, error = %error, "Kafka client error: {reason}");
         }
     }
+}
+
+/// Errors librdkafka reports for every failed attempt to connect to a broker.
+fn connection_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
 }
 
 impl ConsumerContext for Ctx {
@@ -637,6 +672,7 @@ pub fn spawn_consumer(
         state: Mutex::new(state),
         queue: MessageQueue::closed(),
         commits: CommitQueue::closed(),
+        events: EventQueue::closed(),
         topic,
         brokers_down_since: Mutex::new(None),
         control: control.clone(),
@@ -665,8 +701,9 @@ fn run(
     unsafe {
         ctx.queue.open(consumer.client().native_ptr());
         ctx.commits.open(consumer.client().native_ptr());
+        ctx.events.open(consumer.client().native_ptr());
     }
-    // Declared after `consumer`, so dropped before it (also on a panic): both hold
+    // Declared after `consumer`, so dropped before it (also on a panic): the queues hold
     // librdkafka objects that must go before the client does.
     let close_queues = CloseQueues(&ctx);
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
@@ -744,10 +781,11 @@ fn run(
             )
         };
         let t0 = Instant::now();
-        // Rebalances, commit results and client errors; messages only of partitions not
-        // forwarded to our queue (taken while they come, so that path is slow but not stuck;
-        // a full batch may take one more).
-        let mut polled = 0;
+        // Rebalances, commit results, client errors and librdkafka's log lines, all that
+        // wait (within a bound; `poll` answers `None` also right after serving one of them,
+        // see `EventQueue`); messages only of partitions not forwarded to our queue (taken
+        // while they come, so that path is slow but not stuck; a full batch may take one more).
+        let (mut polled, mut served) = (0, 0);
         loop {
             match consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
@@ -765,12 +803,25 @@ fn run(
                     }
                 }
                 Some(Err(e)) => {
-                    if let Some(suppressed) = errors_logged.allow() {
+                    // Client errors came through `Ctx::error` first; while every broker is
+                    // down, their echoes here say nothing new.
+                    if !(ctx.brokers_down().is_some() && connection_error(&e))
+                        && let Some(suppressed) = errors_logged.allow()
+                    {
                         tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
                     }
-                    break;
+                    served += 1;
+                    if served >= EVENTS_MAX {
+                        break;
+                    }
                 }
-                None => break,
+                None => {
+                    served += 1;
+                    // SAFETY: this thread is the only one that opens, reads or closes it.
+                    if served >= EVENTS_MAX || !unsafe { ctx.events.pending() } {
+                        break;
+                    }
+                }
             }
         }
         if polled >= room {
@@ -844,6 +895,7 @@ impl Drop for CloseQueues<'_> {
         unsafe {
             self.0.queue.close();
             self.0.commits.close();
+            self.0.events.close();
         }
     }
 }
@@ -877,6 +929,7 @@ fn shutdown(
     unsafe {
         ctx.queue.close();
         ctx.commits.close();
+        ctx.events.close();
     }
     tracing::info!(consumer = %label, "consumer stopped");
 }

@@ -218,3 +218,54 @@ impl MessageQueue {
         unsafe { self.queue.destroy() };
     }
 }
+
+/// The consumer's own queue, the one rust-rdkafka's `poll` serves (rebalances, commit
+/// results, client errors, librdkafka's log lines), held only to ask whether events wait there.
+///
+/// `poll` with no timeout serves an event other than a message or an error (a log line, a
+/// rebalance, a commit result) and then answers `None`, as for an empty queue; and librdkafka
+/// queues log lines ahead of everything else (higher priority). Polling until the first `None`
+/// took one log line per turn, fewer than librdkafka logs while a TLS handshake fails (it
+/// reconnected ~20 times a second, logging several failures a second): the error events
+/// behind them, "all brokers are down" among them, came seconds late or not at all.
+#[derive(Debug)]
+pub struct EventQueue {
+    queue: QueueHandle,
+}
+
+impl EventQueue {
+    pub fn closed() -> Self {
+        EventQueue {
+            queue: QueueHandle::null(),
+        }
+    }
+
+    /// Takes a handle on the consumer queue of client `rk`.
+    ///
+    /// # Safety
+    /// `rk` must be a live consumer handle that stays alive until [`EventQueue::close`].
+    pub unsafe fn open(&self, rk: *mut rd::rd_kafka_t) {
+        // SAFETY: per this function's contract; the new handle (null if `rk` has no consumer
+        // group) is ours alone.
+        unsafe { self.queue.set(rd::rd_kafka_queue_get_consumer(rk)) };
+    }
+
+    /// Whether events wait (false when closed).
+    ///
+    /// # Safety
+    /// Not concurrently with [`EventQueue::close`] or `open`.
+    pub unsafe fn pending(&self) -> bool {
+        let q = self.queue.get();
+        // SAFETY: an open handle, not destroyed meanwhile (contract).
+        !q.is_null() && unsafe { rd::rd_kafka_queue_length(q) } > 0
+    }
+
+    /// Gives the handle back. Must run before the client is destroyed.
+    ///
+    /// # Safety
+    /// Not concurrently with [`EventQueue::pending`].
+    pub unsafe fn close(&self) {
+        // SAFETY: per this function's contract.
+        unsafe { self.queue.destroy() };
+    }
+}
