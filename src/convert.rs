@@ -55,10 +55,11 @@ pub struct Converter {
 }
 
 impl Converter {
-    pub fn new(policy: Policy, max_message_bytes: usize) -> Self {
+    /// `encoder` is a [`Policy`] (v1 dialect) or a whole [`Encoder`] (policy and dialect).
+    pub fn new(encoder: impl Into<Encoder>, max_message_bytes: usize) -> Self {
         Self {
             decoder: Decoder::new(max_message_bytes),
-            encoder: Encoder { policy },
+            encoder: encoder.into(),
         }
     }
 

@@ -143,7 +143,10 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
             } else {
                 Routing::Single(config.influxdb.database_name.clone())
             },
-            converter_policy: config.persister.policy.into(),
+            converter_policy: crate::Encoder {
+                policy: config.persister.policy.into(),
+                dialect: config.influxdb.line_protocol,
+            },
             max_message_bytes: config.persister.max_message_bytes,
             consumer_properties: props,
             group_instance_id: (!instance.is_empty()).then(|| instance.clone()),

@@ -55,4 +55,4 @@ pub mod sink;
 pub mod stats;
 
 pub use convert::{Converter, Kind, Reject};
-pub use encode::Policy;
+pub use encode::{Dialect, Encoder, Policy};

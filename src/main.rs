@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use monasca_persister::{Converter, Kind, Policy, cli, decode::DEFAULT_MAX_MESSAGE_BYTES};
+use monasca_persister::{
+    Converter, Dialect, Encoder, Kind, Policy, cli, decode::DEFAULT_MAX_MESSAGE_BYTES,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,6 +44,9 @@ enum Command {
         /// Reject messages larger than this many bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
+        /// Line-protocol escaping: v1 (InfluxDB 1.x/2.x) or v3 (VictoriaMetrics, InfluxDB 3).
+        #[arg(long, value_enum, default_value = "v1")]
+        line_protocol: DialectArg,
         /// Input file; standard input when absent or `-`.
         file: Option<PathBuf>,
     },
@@ -109,6 +114,12 @@ enum Command {
 enum KindArg {
     Metrics,
     Alarms,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    V1,
+    V3,
 }
 
 fn main() -> ExitCode {
@@ -212,6 +223,7 @@ fn main() -> ExitCode {
             kind,
             sanitize,
             max_message_bytes,
+            line_protocol,
             file,
         } => {
             let kind = match kind {
@@ -223,7 +235,11 @@ fn main() -> ExitCode {
             } else {
                 Policy::Reject
             };
-            let mut converter = Converter::new(policy, max_message_bytes);
+            let dialect = match line_protocol {
+                DialectArg::V1 => Dialect::V1,
+                DialectArg::V3 => Dialect::V3,
+            };
+            let mut converter = Converter::new(Encoder { policy, dialect }, max_message_bytes);
             let (stdout, stderr) = (io::stdout().lock(), io::stderr().lock());
             let result = match file.filter(|f| f.as_os_str() != "-") {
                 Some(path) => match File::open(&path) {

@@ -108,3 +108,30 @@ fn check_config_prints_the_effective_config_without_secrets() {
     assert!(!stdout.contains("hunter2"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("zookeeper.uri"));
 }
+
+#[test]
+fn convert_line_protocol_v3_doubles_backslashes_and_keeps_a_trailing_one() {
+    let msg = br#"{"metric":{"name":"m","dimensions":{"path":"C:\\"},"timestamp":1,"value":1},"meta":{"tenantId":"t","region":"r"}}
+"#;
+    let mut cmd = bin();
+    cmd.args(["convert", "--kind", "metrics", "--line-protocol", "v3"]);
+    let out = run_with_stdin(cmd, msg);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "m,_region=r,_tenant_id=t,path=C:\\\\ value=1.0,value_meta=\"{}\" 1\n"
+    );
+    // The default (v1) cannot write it and says why.
+    let mut cmd = bin();
+    cmd.args(["convert", "--kind", "metrics"]);
+    let out = run_with_stdin(cmd, msg);
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("value of dimension \"path\" ends with a backslash")
+    );
+    let mut cmd = bin();
+    cmd.args(["convert", "--kind", "metrics", "--line-protocol", "v2"]);
+    assert_eq!(run_with_stdin(cmd, msg).status.code(), Some(2));
+}

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::BytesMut;
-use monasca_persister::{Converter, Kind};
+use monasca_persister::{Converter, Dialect, Encoder, Kind, Policy};
 
 struct Counting;
 
@@ -35,7 +35,15 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made while converting every message `rounds` times after one warm-up pass.
 fn allocations(kind: Kind, messages: &[&str], rounds: usize) -> (usize, usize) {
-    let mut converter = Converter::default();
+    allocations_with(Converter::default(), kind, messages, rounds)
+}
+
+fn allocations_with(
+    mut converter: Converter,
+    kind: Kind,
+    messages: &[&str],
+    rounds: usize,
+) -> (usize, usize) {
     let mut out = BytesMut::with_capacity(1 << 20);
     for m in messages {
         converter
@@ -80,6 +88,39 @@ fn metric_and_alarm_conversion_allocate_nothing_after_warm_up() {
     assert_eq!(
         allocs, 0,
         "heap allocations while converting {lines} metric messages"
+    );
+
+    // Loosely typed inputs stored as the Python persister stores them: boolean and string
+    // values, number and boolean dimension values (formatted as Python's `str()`),
+    // value_meta of other types, underscores in numeric strings.
+    let odd = [
+        r#"{"metric":{"name":"m","dimensions":{"b":true,"i":-42,"u":18446744073709551615,"f":1.5e-7,"g":1e16,"h":0.1},"timestamp":1,"value":true},"meta":{"tenantId":"t","region":"r"}}"#,
+        r#"{"metric":{"name":"m","dimensions":{"n":null,"s":"x"},"timestamp":"1_000","value":"1_000.5","value_meta":"note"},"meta":{"tenantId":"t","region":"r"}}"#,
+        r#"{"metric":{"name":"m","dimensions":null,"timestamp":1.5,"value":false,"value_meta":[1,"two",{"a":null}]},"meta":{"tenantId":"t","region":"r"}}"#,
+        r#"{"metric":{"name":"m","timestamp":1,"value":2,"value_meta":0},"meta":{"tenantId":"t","region":"r"}}"#,
+    ];
+    let (allocs, lines) = allocations(Kind::Metrics, &odd, 20);
+    assert_eq!(lines, odd.len() * 20);
+    assert_eq!(
+        allocs, 0,
+        "heap allocations while converting {lines} loosely typed metric messages"
+    );
+
+    // The v3 dialect (backslashes doubled), over messages with backslashes to double.
+    let v3 = Encoder {
+        policy: Policy::Reject,
+        dialect: Dialect::V3,
+    };
+    let backslashes = [
+        r#"{"metric":{"name":"a\\b","dimensions":{"path":"C:\\","k\\ey":"x\\ y,z=1"},"timestamp":1,"value":1},"meta":{"tenantId":"t","region":"r"}}"#,
+    ];
+    let mut all = metrics.clone();
+    all.extend_from_slice(&backslashes);
+    let (allocs, lines) = allocations_with(Converter::new(v3, 1 << 20), Kind::Metrics, &all, 20);
+    assert_eq!(lines, all.len() * 20);
+    assert_eq!(
+        allocs, 0,
+        "heap allocations while converting {lines} metric messages (v3 dialect)"
     );
 
     let alarms: Vec<&str> = include_str!("fixtures/sample-alarms.jsonl")

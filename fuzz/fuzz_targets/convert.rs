@@ -1,17 +1,18 @@
-//! The whole `convert` command over arbitrary input: the first byte picks the kind, the rest is
-//! split into lines. Every non-blank input line is either one output line or one `line N:`
-//! report, and the summary adds up.
+//! The whole `convert` command over arbitrary input: the first byte picks the kind, policy and
+//! line-protocol dialect, the rest is split into lines. Every non-blank input line is either
+//! one output line or one `line N:` report, and the summary adds up.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use monasca_persister::cli::convert::run;
-use monasca_persister::{Converter, Kind, Policy};
+use monasca_persister::{Converter, Dialect, Encoder, Kind, Policy};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, input)) = data.split_first() else { return };
     let kind = if first & 1 == 0 { Kind::Metrics } else { Kind::Alarms };
     let policy = if first & 2 == 0 { Policy::Reject } else { Policy::Sanitize };
-    let mut converter = Converter::new(policy, 1 << 16);
+    let dialect = if first & 4 == 0 { Dialect::V1 } else { Dialect::V3 };
+    let mut converter = Converter::new(Encoder { policy, dialect }, 1 << 16);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let summary = run(kind, &mut converter, input, &mut out, &mut err).expect("in-memory I/O");
     let messages = input.split(|&b| b == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();

@@ -67,6 +67,7 @@ const KEYS: &[(&str, &[(&str, Ty)])] = &[
             ("pool_max_idle", Ty::Int),
             ("retry_initial_ms", Ty::Int),
             ("retry_max_seconds", Ty::Float),
+            ("line_protocol", Ty::Str),
         ],
     ),
     (

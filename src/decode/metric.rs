@@ -2,6 +2,8 @@
 
 use smallvec::SmallVec;
 
+use simd_json::{Node, StaticNode};
+
 use super::{DecodeError, Json, number_f64, object, string, timestamp_ms};
 
 /// Tag keys the envelope owns (`meta.tenantId`, `meta.region`).
@@ -10,7 +12,34 @@ pub const REGION_TAG: &str = "_region";
 
 /// Dimensions sorted by key (byte order), one entry per key. Inline capacity covers Monasca's
 /// usual 3–8 dimensions with room to spare, so they stay on the stack.
-pub type Dimensions<'a> = SmallVec<[(&'a str, &'a str); 16]>;
+pub type Dimensions<'a> = SmallVec<[(&'a str, DimValue<'a>); 16]>;
+
+/// A dimension value as sent. The Monasca API sends strings; a number or boolean (which the
+/// Python persister stores as Python's `str()` of it) is kept as parsed and written as that
+/// same text by the encoder, so nothing is formatted here and nothing is allocated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DimValue<'a> {
+    /// A string; null arrives as "" (no tag).
+    Str(&'a str),
+    /// A JSON integer in the range of `i64`.
+    Int(i64),
+    /// A JSON integer above `i64::MAX`.
+    UInt(u64),
+    /// A JSON number with a fraction or exponent.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl<'a> DimValue<'a> {
+    /// The string, if the value is one.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match *self {
+            DimValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
 
 /// A decoded metric message. Strings borrow from the decoder's scratch buffer.
 #[derive(Debug, Clone)]
@@ -18,7 +47,8 @@ pub struct Metric<'t, 'a> {
     /// `metric.name`: the measurement.
     pub name: &'a str,
     /// `metric.dimensions`, sorted by key. Where a key repeats, the last value wins, as for
-    /// any JSON object; a null value counts as "" (no tag). Dimensions named `_tenant_id` or
+    /// any JSON object; a null value counts as "" (no tag); numbers and booleans are kept as
+    /// such (see [`DimValue`]). Dimensions named `_tenant_id` or
     /// `_region` are left out: those tags come from `meta` only, so no tenant can write into
     /// another tenant's series.
     pub dimensions: Dimensions<'a>,
@@ -26,7 +56,9 @@ pub struct Metric<'t, 'a> {
     pub timestamp_ms: i64,
     /// `metric.value`; may be non-finite here (the encoder decides what to do with it).
     pub value: f64,
-    /// `metric.value_meta`; `None` when absent or null.
+    /// `metric.value_meta`; `None` when absent or "falsy" as the Python persister tests it
+    /// (null, `false`, `0`, `""`, `[]`, `{}`): all of those are stored as `{}`. Any other
+    /// value (normally an object) is stored as its JSON text.
     pub value_meta: Option<Json<'t, 'a>>,
     /// `meta.tenantId`: the owning tenant, from the envelope, never from a dimension.
     pub tenant_id: &'a str,
@@ -100,13 +132,17 @@ impl<'t, 'a> Metric<'t, 'a> {
                 });
             }
             for (k, v) in d.entries() {
-                let value = match v.as_str() {
-                    Some(s) => s,
-                    None if v.is_null() => "",
-                    None => {
+                let value = match v.node() {
+                    Node::String(s) => DimValue::Str(s),
+                    Node::Static(StaticNode::Null) => DimValue::Str(""),
+                    Node::Static(StaticNode::I64(i)) => DimValue::Int(i),
+                    Node::Static(StaticNode::U64(u)) => DimValue::UInt(u),
+                    Node::Static(StaticNode::F64(f)) => DimValue::Float(f),
+                    Node::Static(StaticNode::Bool(b)) => DimValue::Bool(b),
+                    Node::Object { .. } | Node::Array { .. } => {
                         return Err(DecodeError::WrongType {
                             field: "metric.dimensions",
-                            expected: "an object whose values are strings",
+                            expected: "an object whose values are strings, numbers or booleans",
                         });
                     }
                 };
@@ -115,16 +151,7 @@ impl<'t, 'a> Metric<'t, 'a> {
                 }
             }
         }
-        let value_meta = match value_meta.filter(|v| !v.is_null()) {
-            Some(v) if v.is_object() => Some(v),
-            Some(_) => {
-                return Err(DecodeError::WrongType {
-                    field: "metric.value_meta",
-                    expected: "an object or null",
-                });
-            }
-            None => None,
-        };
+        let value_meta = value_meta.filter(|v| !falsy(v));
         Ok(Metric {
             name,
             dimensions,
@@ -137,9 +164,22 @@ impl<'t, 'a> Metric<'t, 'a> {
     }
 }
 
+/// Python's truth test, which the Python persister applies to `value_meta` (`if not
+/// value_meta: "{}"`).
+fn falsy(v: &Json<'_, '_>) -> bool {
+    match v.node() {
+        Node::Static(StaticNode::Null | StaticNode::Bool(false)) => true,
+        Node::Static(StaticNode::I64(0) | StaticNode::U64(0)) => true,
+        Node::Static(StaticNode::F64(f)) => f == 0.0,
+        Node::String(s) => s.is_empty(),
+        Node::Object { len, .. } | Node::Array { len, .. } => len == 0,
+        _ => false,
+    }
+}
+
 /// Inserts keeping `dims` sorted by key; a repeated key replaces the earlier value. Insertion
 /// from the end: a handful of entries, often already nearly in order, and no allocation.
-fn insert_sorted<'a>(dims: &mut Dimensions<'a>, key: &'a str, value: &'a str) {
+fn insert_sorted<'a>(dims: &mut Dimensions<'a>, key: &'a str, value: DimValue<'a>) {
     let mut i = dims.len();
     while i > 0 && dims[i - 1].0 > key {
         i -= 1;

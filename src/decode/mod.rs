@@ -12,7 +12,7 @@ mod metric;
 
 pub use alarm::AlarmTransition;
 pub use json::Json;
-pub use metric::{Dimensions, Metric, REGION_TAG, TENANT_TAG};
+pub use metric::{DimValue, Dimensions, Metric, REGION_TAG, TENANT_TAG};
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -190,22 +190,50 @@ fn map_parse_error(e: &simd_json::Error) -> DecodeError {
 }
 
 /// Reads a number that may also arrive as a numeric string, as the Monasca API and the
-/// Python persister allow.
+/// Python persister allow, or as a boolean (1.0 or 0.0, Python's `float(True)`; the Monasca
+/// API accepts `"value": true`).
 fn number_f64(field: &'static str, v: Json<'_, '_>) -> Result<f64, DecodeError> {
     match v.node() {
         Node::Static(StaticNode::F64(f)) => Ok(f),
+        Node::Static(StaticNode::Bool(b)) => Ok(f64::from(u8::from(b))),
         Node::Static(StaticNode::I64(i)) => Ok(i as f64),
         Node::Static(StaticNode::U64(u)) => Ok(u as f64),
-        Node::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| DecodeError::NotANumber { field }),
+        Node::String(s) => {
+            let mut buf = [0; 64];
+            python_digits(s.trim(), &mut buf)
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or(DecodeError::NotANumber { field })
+        }
         Node::Static(StaticNode::Null) => Err(DecodeError::Missing { field }),
         _ => Err(DecodeError::WrongType {
             field,
             expected: "a number or a numeric string",
         }),
     }
+}
+
+/// `s` with the underscores Python's `float()` and `int()` allow (`1_000`: each one between
+/// two digits) removed, copied into `buf` only when there are any. `None` for a misplaced
+/// underscore or a string too long to be a number.
+fn python_digits<'b>(s: &'b str, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+    let bytes = s.as_bytes();
+    if !bytes.contains(&b'_') {
+        return Some(s);
+    }
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'_' {
+            let digit_before = i > 0 && bytes[i - 1].is_ascii_digit();
+            let digit_after = bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !(digit_before && digit_after) {
+                return None;
+            }
+            continue;
+        }
+        *buf.get_mut(n)? = b;
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 /// A millisecond timestamp: integer, float (truncated toward zero) or numeric string.
@@ -225,7 +253,8 @@ fn timestamp_ms(field: &'static str, v: Json<'_, '_>) -> Result<i64, DecodeError
         }
         Node::Static(StaticNode::F64(f)) => from_float(f),
         Node::String(s) => {
-            let s = s.trim();
+            let mut buf = [0; 64];
+            let s = python_digits(s.trim(), &mut buf).ok_or(DecodeError::NotANumber { field })?;
             match s.parse::<i64>() {
                 Ok(i) => Ok(i),
                 Err(_) => from_float(
@@ -339,6 +368,28 @@ mod tests {
     }
 
     #[test]
+    fn underscores_between_digits_are_accepted_as_python_does() {
+        let got = metric(
+            &envelope(r#""name":"m","timestamp":"1_554_725_987_408","value":"1_000.2_5""#),
+            |m| (m.timestamp_ms, m.value),
+        );
+        assert_eq!(got, Ok((1554725987408, 1000.25)));
+        for bad in ["_1", "1_", "1__0", "1_.5", "1._5"] {
+            let got = metric(
+                &envelope(&format!(r#""name":"m","timestamp":1,"value":"{bad}""#)),
+                |_| (),
+            );
+            assert_eq!(
+                got,
+                Err(DecodeError::NotANumber {
+                    field: "metric.value"
+                }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn non_numeric_string_value_is_rejected_by_name() {
         let got = metric(
             &envelope(r#""name":"m","timestamp":1,"value":"seven""#),
@@ -414,16 +465,24 @@ mod tests {
                 "metric.name",
             ),
             (
-                envelope(r#""name":"m","timestamp":1,"value":true"#),
+                envelope(r#""name":"m","timestamp":1,"value":[1]"#),
                 "metric.value",
             ),
             (
-                envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":1}"#),
+                envelope(r#""name":"m","timestamp":true,"value":1"#),
+                "metric.timestamp",
+            ),
+            (
+                envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":[1]}"#),
                 "metric.dimensions",
             ),
             (
-                envelope(r#""name":"m","timestamp":1,"value":1,"value_meta":"x""#),
-                "metric.value_meta",
+                envelope(r#""name":"m","timestamp":1,"value":1,"dimensions":{"a":{}}"#),
+                "metric.dimensions",
+            ),
+            (
+                r#"{"metric":{"name":"m","timestamp":1,"value":1},"meta":{"tenantId":5,"region":"r"}}"#.to_owned(),
+                "meta.tenantId",
             ),
             ("[1,2]".to_owned(), "message"),
         ] {
@@ -432,6 +491,64 @@ mod tests {
                 matches!(got, Err(DecodeError::WrongType { field: f, .. }) if f == field),
                 "{json}: {got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn boolean_value_is_one_or_zero_as_in_python() {
+        for (v, want) in [("true", 1.0), ("false", 0.0)] {
+            let got = metric(
+                &envelope(&format!(r#""name":"m","timestamp":1,"value":{v}"#)),
+                |m| m.value,
+            );
+            assert_eq!(got, Ok(want), "{v}");
+        }
+    }
+
+    #[test]
+    fn number_and_boolean_dimension_values_are_kept_as_parsed() {
+        let got = metric(
+            &envelope(
+                r#""name":"m","timestamp":1,"value":1,"dimensions":{"i":-3,"u":18446744073709551615,"f":1.5,"b":true,"n":null,"s":"x"}"#,
+            ),
+            |m| {
+                let d = &m.dimensions;
+                d.iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let want = [
+            ("b", DimValue::Bool(true)),
+            ("f", DimValue::Float(1.5)),
+            ("i", DimValue::Int(-3)),
+            ("n", DimValue::Str("")),
+            ("s", DimValue::Str("x")),
+            ("u", DimValue::UInt(u64::MAX)),
+        ];
+        let want: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        assert_eq!(got, Ok(want));
+    }
+
+    #[test]
+    fn value_meta_of_any_type_python_treats_as_false_is_none() {
+        for vm in ["null", "false", "0", "0.0", r#""""#, "[]", "{}"] {
+            let got = metric(
+                &envelope(&format!(
+                    r#""name":"m","timestamp":1,"value":1,"value_meta":{vm}"#
+                )),
+                |m| m.value_meta.is_none(),
+            );
+            assert_eq!(got, Ok(true), "{vm}");
+        }
+        for vm in ["true", "1", r#""x""#, "[0]", r#"{"a":null}"#] {
+            let got = metric(
+                &envelope(&format!(
+                    r#""name":"m","timestamp":1,"value":1,"value_meta":{vm}"#
+                )),
+                |m| m.value_meta.is_some(),
+            );
+            assert_eq!(got, Ok(true), "{vm}");
         }
     }
 

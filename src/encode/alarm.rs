@@ -30,7 +30,7 @@ impl Encoder {
         out: &mut BytesMut,
     ) -> Result<Encoded, EncodeError> {
         // The tenant tag is the point's owner: never dropped, even when sanitizing empties it.
-        if kept_len(a.tenant_id, self.policy) == 0 {
+        if kept_len(a.tenant_id, *self) == 0 {
             return Err(EncodeError::Unrepresentable {
                 place: Place::Tenant,
                 problem: Problem::Empty,
@@ -38,9 +38,7 @@ impl Encoder {
         }
         whole_line(out, |out, start| {
             out.extend_from_slice(ALARM_MEASUREMENT.as_bytes());
-            let edits = tag(out, "tenant_id", a.tenant_id, self.policy, |_| {
-                Place::Tenant
-            })?;
+            let edits = tag(out, "tenant_id", a.tenant_id, *self, |_| Place::Tenant)?;
             check_series_key(out, start)?;
             out.put_u8(b' ');
             str_field(out, "tenant_id", a.tenant_id);

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::{
     EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
-    kept_len, tag, timestamp, whole_line,
+    kept_len, pytext, tag, timestamp, whole_line,
 };
 use crate::decode::{Metric, REGION_TAG, TENANT_TAG};
 
@@ -14,14 +14,14 @@ impl Encoder {
         if !m.value.is_finite() {
             return Err(EncodeError::NonFinite(m.value));
         }
-        let policy = self.policy;
+        let enc = *self;
         // The envelope's tags, merged into the (sorted) dimensions at their sorted places.
         let own = [
             (REGION_TAG, m.region, Place::Region),
             (TENANT_TAG, m.tenant_id, Place::Tenant),
         ];
         whole_line(out, |out, start| {
-            let mut edits = ident(out, m.name, Ident::Measurement, policy).map_err(|problem| {
+            let mut edits = ident(out, m.name, Ident::Measurement, enc).map_err(|problem| {
                 EncodeError::Unrepresentable {
                     place: Place::Measurement,
                     problem,
@@ -30,19 +30,21 @@ impl Encoder {
             let mut own_tags = own.iter().peekable();
             let write_own = |out: &mut BytesMut, (k, v, place): &(&str, &str, Place)| {
                 // Never dropped: without its tenant the point would be in no tenant's series.
-                if kept_len(v, policy) == 0 {
+                if kept_len(v, enc) == 0 {
                     return Err(EncodeError::Unrepresentable {
                         place: place.clone(),
                         problem: Problem::Empty,
                     });
                 }
-                tag(out, k, v, policy, |_| place.clone())
+                tag(out, k, v, enc, |_| place.clone())
             };
+            let mut text = [0u8; 32];
             for &(k, v) in &m.dimensions {
                 while let Some(o) = own_tags.next_if(|o| o.0 < k) {
                     edits += write_own(out, o)?;
                 }
-                edits += tag(out, k, v, policy, |is_key| {
+                let v = pytext::dim_text(v, &mut text);
+                edits += tag(out, k, v, enc, |is_key| {
                     if is_key {
                         Place::DimensionKey(Place::key(k))
                     } else {

@@ -22,6 +22,7 @@
 mod alarm;
 mod json_text;
 mod metric;
+mod pytext;
 
 use std::fmt;
 
@@ -39,6 +40,26 @@ pub enum Policy {
     /// tab or NUL become `_`, and dimensions with an empty key are
     /// dropped. Non-finite values and over-long series keys are still rejected.
     Sanitize,
+}
+
+/// Which line-protocol escaping the server reads.
+///
+/// InfluxDB 1.x and 2.x do not unescape `\\` in measurements, tag keys and tag values (a
+/// backslash is written as it is, and one at the end of a value cannot be written at all);
+/// VictoriaMetrics and InfluxDB 3 do, so there every backslash must be doubled, and then any
+/// string with backslashes can be stored as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "daemon",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum Dialect {
+    /// InfluxDB 1.x/2.x (default).
+    #[default]
+    V1,
+    /// VictoriaMetrics, InfluxDB 3: `\` escaped as `\\` in identifiers.
+    V3,
 }
 
 /// Why a decoded message cannot become a line.
@@ -132,10 +153,20 @@ pub struct Encoded {
     pub sanitized: u32,
 }
 
-/// Turns decoded messages into lines. Cheap to copy; holds only the policy.
-#[derive(Debug, Clone, Copy, Default)]
+/// Turns decoded messages into lines. Cheap to copy; holds only the policy and the dialect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Encoder {
     pub policy: Policy,
+    pub dialect: Dialect,
+}
+
+impl From<Policy> for Encoder {
+    fn from(policy: Policy) -> Self {
+        Encoder {
+            policy,
+            dialect: Dialect::V1,
+        }
+    }
 }
 
 /// True if an identifier byte may need escaping or checking. Space, LF and CR are below `!`;
@@ -156,18 +187,19 @@ enum Ident {
 }
 
 /// Length `s` has once the policy is applied to its end (trailing backslashes stripped under
-/// `Sanitize`). Zero means the string has nothing left to write.
-fn kept_len(s: &str, policy: Policy) -> usize {
-    match policy {
-        Policy::Reject => s.len(),
-        Policy::Sanitize => s.trim_end_matches('\\').len(),
+/// `Sanitize` in the v1 dialect). Zero means the string has nothing left to write.
+fn kept_len(s: &str, enc: Encoder) -> usize {
+    match (enc.policy, enc.dialect) {
+        (Policy::Sanitize, Dialect::V1) => s.trim_end_matches('\\').len(),
+        _ => s.len(),
     }
 }
 
-/// Appends an identifier with 1.x escaping. Returns how many alterations were made, or the
-/// first problem found. On error the caller truncates the line.
-fn ident(out: &mut BytesMut, s: &str, kind: Ident, policy: Policy) -> Result<u32, Problem> {
+/// Appends an identifier escaped for the encoder's dialect. Returns how many alterations were
+/// made, or the first problem found. On error the caller truncates the line.
+fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, Problem> {
     let bytes = s.as_bytes();
+    let policy = enc.policy;
     let first_bad = kind == Ident::Measurement && matches!(bytes.first(), Some(b'#' | b'\t' | 0));
     if !first_bad && !needs_care(bytes) {
         if bytes.is_empty() {
@@ -176,7 +208,10 @@ fn ident(out: &mut BytesMut, s: &str, kind: Ident, policy: Policy) -> Result<u32
         out.extend_from_slice(bytes);
         return Ok(0);
     }
-    let end = kept_len(s, policy);
+    if enc.dialect == Dialect::V3 {
+        return ident_v3(out, bytes, first_bad, policy);
+    }
+    let end = kept_len(s, enc);
     if end == 0 {
         return Err(Problem::Empty);
     }
@@ -228,6 +263,48 @@ fn ident(out: &mut BytesMut, s: &str, kind: Ident, policy: Policy) -> Result<u32
     Ok(edits)
 }
 
+/// [`ident`] for the v3 dialect: `,`, `=`, space and `\\` are escaped, so only line breaks
+/// and a bad first character of a measurement are problems.
+fn ident_v3(
+    out: &mut BytesMut,
+    bytes: &[u8],
+    first_bad: bool,
+    policy: Policy,
+) -> Result<u32, Problem> {
+    if bytes.is_empty() {
+        return Err(Problem::Empty);
+    }
+    let mut edits = 0;
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let c = if i == 0 && first_bad {
+            Some(Problem::BadFirstCharacter)
+        } else if b == b'\n' || b == b'\r' {
+            Some(Problem::LineBreak)
+        } else {
+            None
+        };
+        let c = match c {
+            Some(problem) if policy == Policy::Reject => return Err(problem),
+            Some(Problem::BadFirstCharacter) => b'_',
+            Some(_) => b' ',
+            None => b,
+        };
+        edits += u32::from(c != b);
+        let escape = matches!(c, b',' | b'=' | b' ' | b'\\');
+        if c != b || escape {
+            out.extend_from_slice(&bytes[run_start..i]);
+            if escape {
+                out.put_u8(b'\\');
+            }
+            out.put_u8(c);
+            run_start = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+    Ok(edits)
+}
+
 /// Appends the body of a string field (without the quotes): `"` and `\` escaped, everything
 /// else, newlines included, as it is.
 fn string_field(out: &mut BytesMut, s: &str) {
@@ -256,14 +333,14 @@ fn tag(
     out: &mut BytesMut,
     key: &str,
     value: &str,
-    policy: Policy,
+    enc: Encoder,
     place: impl Fn(bool) -> Place,
 ) -> Result<u32, EncodeError> {
-    if kept_len(value, policy) == 0 {
+    if kept_len(value, enc) == 0 {
         return Ok(u32::from(!value.is_empty()));
     }
-    if kept_len(key, policy) == 0 {
-        return match policy {
+    if kept_len(key, enc) == 0 {
+        return match enc.policy {
             Policy::Sanitize => Ok(1),
             Policy::Reject => Err(EncodeError::Unrepresentable {
                 place: place(true),
@@ -273,13 +350,13 @@ fn tag(
     }
     out.put_u8(b',');
     let mut edits =
-        ident(out, key, Ident::Tag, policy).map_err(|problem| EncodeError::Unrepresentable {
+        ident(out, key, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
             place: place(true),
             problem,
         })?;
     out.put_u8(b'=');
     edits +=
-        ident(out, value, Ident::Tag, policy).map_err(|problem| EncodeError::Unrepresentable {
+        ident(out, value, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
             place: place(false),
             problem,
         })?;
@@ -318,7 +395,7 @@ mod tests {
 
     fn ident_of(s: &str, kind: Ident, policy: Policy) -> Result<(String, u32), Problem> {
         let mut out = BytesMut::new();
-        let edits = ident(&mut out, s, kind, policy)?;
+        let edits = ident(&mut out, s, kind, policy.into())?;
         Ok((String::from_utf8(out.to_vec()).unwrap(), edits))
     }
 
@@ -466,6 +543,103 @@ mod tests {
         );
     }
 
+    fn v3(s: &str, kind: Ident, policy: Policy) -> Result<(String, u32), Problem> {
+        let mut out = BytesMut::new();
+        let enc = Encoder {
+            policy,
+            dialect: Dialect::V3,
+        };
+        let edits = ident(&mut out, s, kind, enc)?;
+        Ok((String::from_utf8(out.to_vec()).unwrap(), edits))
+    }
+
+    #[test]
+    fn v3_doubles_backslashes_and_so_stores_what_v1_cannot() {
+        for (s, want) in [
+            (r"C:\", r"C:\\"),
+            (r"a\b", r"a\\b"),
+            (r"a\ b", r"a\\\ b"),
+            (r"a\,b=c d", r"a\\\,b\=c\ d"),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(
+                v3(s, Ident::Tag, Policy::Reject),
+                Ok((want.into(), 0)),
+                "{s}"
+            );
+            assert_eq!(
+                v3(s, Ident::Measurement, Policy::Reject),
+                Ok((want.into(), 0)),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn v3_still_refuses_line_breaks_and_comment_lines() {
+        assert_eq!(
+            v3("a\nb", Ident::Tag, Policy::Reject),
+            Err(Problem::LineBreak)
+        );
+        assert_eq!(
+            v3("#m", Ident::Measurement, Policy::Reject),
+            Err(Problem::BadFirstCharacter)
+        );
+        assert_eq!(v3("", Ident::Tag, Policy::Reject), Err(Problem::Empty));
+        assert_eq!(
+            v3("#a\nb\\", Ident::Measurement, Policy::Sanitize),
+            Ok((r"_a\ b\\".into(), 2))
+        );
+    }
+
+    #[test]
+    fn v3_metric_line_keeps_a_trailing_backslash() {
+        let json = metric_json(r#""m""#, r#"{"host":"c:\\"}"#);
+        let mut c = crate::Converter::new(
+            Encoder {
+                policy: Policy::Reject,
+                dialect: Dialect::V3,
+            },
+            1 << 20,
+        );
+        let mut out = BytesMut::new();
+        c.convert(Kind::Metrics, json.as_bytes(), &mut out).unwrap();
+        assert_eq!(
+            &out[..],
+            &b"m,_region=r,_tenant_id=t,host=c:\\\\ value=1.5,value_meta=\"{}\" 1000\n"[..]
+        );
+    }
+
+    #[cfg(feature = "daemon")]
+    #[test]
+    fn line_protocol_is_read_from_toml_and_ini_and_defaults_to_v1() {
+        let dir = std::env::temp_dir().join(format!("mp-dialect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text, want) in [
+            (
+                "a.toml",
+                "[influxdb]\nline_protocol = \"v3\"\n",
+                Dialect::V3,
+            ),
+            (
+                "b.toml",
+                "[influxdb]\nline_protocol = \"v1\"\n",
+                Dialect::V1,
+            ),
+            ("c.toml", "[influxdb]\n", Dialect::V1),
+            ("d.conf", "[influxdb]\nline_protocol = v3\n", Dialect::V3),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let loaded = crate::config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(loaded.config.influxdb.line_protocol, want, "{name}");
+        }
+        let path = dir.join("e.toml");
+        std::fs::write(&path, "[influxdb]\nline_protocol = \"v2\"\n").unwrap();
+        assert!(crate::config::load(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn string_field_escapes_quote_and_backslash_only() {
         let mut out = BytesMut::new();
@@ -591,6 +765,42 @@ mod tests {
         assert!(metric(json).unwrap().contains(" value=7.0,"));
         let json = r#"{"metric":{"name":"m","timestamp":1,"value":1e20},"meta":{"tenantId":"t","region":"r"}}"#;
         assert!(metric(json).unwrap().contains(" value=1e20,"));
+    }
+
+    #[test]
+    fn boolean_value_is_stored_as_one_or_zero() {
+        let json = r#"{"metric":{"name":"m","timestamp":1,"value":true},"meta":{"tenantId":"t","region":"r"}}"#;
+        assert!(metric(json).unwrap().contains(" value=1.0,"));
+    }
+
+    #[test]
+    fn number_and_boolean_dimension_values_are_stored_as_python_writes_them() {
+        let line = metric(&metric_json(
+            r#""m""#,
+            r#"{"a":true,"b":false,"c":42,"d":1.5,"e":1e20,"f":0.00001,"g":-0.0,"h":3.0}"#,
+        ));
+        assert_eq!(
+            line.unwrap(),
+            "m,_region=r,_tenant_id=t,a=True,b=False,c=42,d=1.5,e=1e+20,f=1e-05,g=-0.0,h=3.0 value=1.5,value_meta=\"{}\" 1000\n"
+        );
+    }
+
+    #[test]
+    fn value_meta_that_is_not_an_object_is_stored_as_its_json_text() {
+        for (vm, want) in [
+            (r#""note""#, r#"value_meta="\"note\"""#),
+            ("[1,2]", r#"value_meta="[1,2]""#),
+            ("7", r#"value_meta="7""#),
+            ("true", r#"value_meta="true""#),
+            ("false", r#"value_meta="{}""#),
+            ("[]", r#"value_meta="{}""#),
+        ] {
+            let json = format!(
+                r#"{{"metric":{{"name":"m","timestamp":1,"value":1,"value_meta":{vm}}},"meta":{{"tenantId":"t","region":"r"}}}}"#
+            );
+            let line = metric(&json).unwrap();
+            assert!(line.contains(want), "{vm}: {line}");
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub struct PipelineSettings {
     pub max_wait: Duration,
     pub max_batches_in_flight: usize,
     pub routing: Routing,
-    pub converter_policy: crate::Policy,
+    /// How messages become lines: policy and line-protocol dialect.
+    pub converter_policy: crate::Encoder,
     pub max_message_bytes: usize,
     /// librdkafka consumer properties (bootstrap, group, pass-through).
     pub consumer_properties: Vec<(String, String)>,

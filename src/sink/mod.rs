@@ -68,6 +68,9 @@ pub struct InfluxConfig {
     /// First retry wait; doubles per attempt up to `retry_max_seconds`, with jitter.
     pub retry_initial_ms: u64,
     pub retry_max_seconds: f64,
+    /// Line-protocol escaping the server reads: `v1` (InfluxDB 1.x/2.x, default) or `v3`
+    /// (VictoriaMetrics, InfluxDB 3: backslashes in identifiers escaped). Used by the encoder.
+    pub line_protocol: crate::encode::Dialect,
 }
 
 impl Default for InfluxConfig {
@@ -95,6 +98,7 @@ impl Default for InfluxConfig {
             pool_max_idle: 8,
             retry_initial_ms: 100,
             retry_max_seconds: 30.0,
+            line_protocol: crate::encode::Dialect::V1,
         }
     }
 }
