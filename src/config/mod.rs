@@ -283,18 +283,68 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_all(&[path.to_owned()], &|name| std::env::var(name).ok())
+}
+
+/// The `*.conf` files of a `--config-dir`, sorted by name (as oslo.config takes them).
+pub fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError {
+        file: dir.to_owned(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read the --config-dir: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads, parses and validates configuration files: one TOML file, or INI files (as
+/// oslo.config: each later file overrides the earlier ones key by key, and
+/// `OS_<GROUP>__<OPTION>` variables, read through `env`, override them all).
+pub fn load_all(
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let Some(path) = paths.last() else {
+        return Err(ConfigError {
+            file: PathBuf::new(),
+            line: None,
+            key: String::new(),
+            message: "no configuration file".into(),
+        });
+    };
+    let path = path.as_path();
     let err = |message: String| ConfigError {
         file: path.to_owned(),
         line: None,
         key: String::new(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut texts = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+            file: p.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        texts.push((p.clone(), text));
+    }
+    let text = &texts[texts.len() - 1].1;
     let mut warnings = Vec::new();
-    let (file, lines) = match detect_format(path, &text) {
-        Format::Toml => (parse_toml(path, &text)?, BTreeMap::new()),
+    let (file, lines) = match detect_format(path, text) {
+        Format::Toml if paths.len() == 1 => (parse_toml(path, text)?, BTreeMap::new()),
+        Format::Toml => {
+            return Err(err(
+                "a TOML configuration is one file; only INI (oslo.config) files combine".into(),
+            ));
+        }
         Format::Ini => {
-            let (table, lines, w) = ini::to_toml(path, &text)?;
+            let (table, lines, w) = ini::to_toml(&texts, env)?;
             warnings.extend(w);
             let file = ConfigFile::deserialize(toml::Value::Table(table))
                 .map_err(|e| err(e.to_string()))?;
@@ -308,14 +358,19 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         influxdb: file.influxdb,
         persister: file.persister,
     };
-    config.validate().map_err(|(key, message)| ConfigError {
-        file: path.to_owned(),
-        line: lines.get(&key).copied(),
-        key,
-        message,
+    config.validate().map_err(|(key, message)| {
+        let at = lines.get(&key);
+        ConfigError {
+            file: at.map_or_else(|| path.to_owned(), |(f, _)| f.clone()),
+            line: at.map(|(_, l)| *l),
+            key,
+            message,
+        }
     })?;
-    if let Some(w) = permission_warning(path, &config) {
-        warnings.push(w);
+    for p in paths {
+        if let Some(w) = permission_warning(p, &config) {
+            warnings.push(w);
+        }
     }
     Ok(Loaded { config, warnings })
 }
