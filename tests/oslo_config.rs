@@ -100,17 +100,29 @@ fn run(cmd: Command) -> Outcome {
     }
 }
 
-fn oslo(path: &Path, env: &[(String, String)]) -> Outcome {
+/// `--config-file F` / `--config-dir D` arguments, in order.
+fn args(sources: &[Source]) -> Vec<std::ffi::OsString> {
+    let mut a = Vec::new();
+    for s in sources {
+        a.push(if s.0 { "--config-dir" } else { "--config-file" }.into());
+        a.push(s.1.clone().into_os_string());
+    }
+    a
+}
+
+/// (is a directory, path).
+type Source = (bool, PathBuf);
+
+fn oslo(sources: &[Source], env: &[(String, String)]) -> Outcome {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/python/oslo_dump.py"))
-        .arg("--config-file")
-        .arg(path);
+        .args(args(sources));
     run(with_env(cmd, env))
 }
 
-fn ours(path: &Path, env: &[(String, String)]) -> Outcome {
+fn ours(sources: &[Source], env: &[(String, String)]) -> Outcome {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_monasca-persister"));
-    cmd.arg("--config-file").arg(path).arg("--check-config");
+    cmd.args(args(sources)).arg("--check-config");
     run(with_env(cmd, env))
 }
 
@@ -193,9 +205,15 @@ const COMPARED: &[(&str, &str)] = &[
 /// Differences for one file (empty: none).
 fn compare(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let env = fixture_env(&text);
-    let py = oslo(path, &env);
-    let rs = ours(path, &env);
+    compare_sources(&[(false, path.to_owned())], &fixture_env(&text))
+}
+
+/// Differences for files and directories read in this order (empty: none).
+fn compare_sources(sources: &[Source], env: &[(String, String)]) -> Vec<String> {
+    let env = env.to_vec();
+    let py = oslo(sources, &env);
+    let rs = ours(sources, &env);
+    let path = &sources[0].1;
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let mut diffs = Vec::new();
     if py.code == 2 {
@@ -205,8 +223,12 @@ fn compare(path: &Path) -> Vec<String> {
                 py.stderr.trim(),
                 rs.code
             ));
-        } else if !rs.stderr.contains(&name) {
+        } else if !rs.stderr.contains(&format!("{name}:")) {
             diffs.push(format!("our refusal does not name the file: {}", rs.stderr));
+        } else if !rs.stderr.contains(&format!("{name}:1"))
+            && !(2..10).any(|l| rs.stderr.contains(&format!("{name}:{l}:")))
+        {
+            diffs.push(format!("our refusal does not name the line: {}", rs.stderr));
         }
         return diffs;
     }
@@ -221,7 +243,15 @@ fn compare(path: &Path) -> Vec<String> {
     let d: J = serde_json::from_str(&py.stdout).unwrap();
     let t: toml::Table = toml::from_str(&rs.stdout).unwrap();
     let envmap: BTreeMap<String, String> = env.into_iter().collect();
-    let lib = monasca_persister::config::load_all(&[path.to_owned()], &|n| envmap.get(n).cloned())
+    let mut files = Vec::new();
+    for (is_dir, p) in sources {
+        if *is_dir {
+            files.extend(monasca_persister::config::config_dir_files(p).unwrap());
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let lib = monasca_persister::config::load_all(&files, &|n| envmap.get(n).cloned())
         .unwrap()
         .config;
 
@@ -304,7 +334,28 @@ fn refused_files_are_refused_by_oslo_too() {
     for f in corpus() {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&f).unwrap();
-        let refused = oslo(&f, &fixture_env(&text)).code == 2;
+        let refused = oslo(&[(false, f.clone())], &fixture_env(&text)).code == 2;
         assert_eq!(name.starts_with("refused-"), refused, "{name}");
+    }
+}
+
+#[test]
+fn repeated_config_files_and_config_dirs_combine_as_in_oslo_config() {
+    let m = root().join("tests/fixtures/oslo/multi");
+    let (a, b, dir) = (
+        (false, m.join("a.conf")),
+        (false, m.join("b.conf")),
+        (true, m.join("dir")),
+    );
+    for sources in [
+        vec![a.clone(), b.clone()],
+        vec![b.clone(), a.clone()],
+        vec![a.clone(), dir.clone()],
+        vec![dir.clone(), a.clone()],
+        vec![a.clone(), dir.clone(), b.clone()],
+        vec![dir.clone()],
+    ] {
+        let diffs = compare_sources(&sources, &[("OS_KAFKA__NUM_PROCESSORS".into(), "3".into())]);
+        assert!(diffs.is_empty(), "{sources:?}: {diffs:#?}");
     }
 }

@@ -817,6 +817,14 @@ pub(super) fn to_toml(
             .entry(group, name)
             .map_or((first.clone(), None), |e| (e.file.clone(), Some(e.line)));
         let env = Conf::env_name(group, name);
+        // Never a fragment of a secret in an error.
+        let message = if ["password", "token"].contains(&name) {
+            "cannot be resolved: a `$` followed by a name is a reference to an option (write \
+             `$$` for a `$`)"
+                .to_owned()
+        } else {
+            message
+        };
         let message = if env_is_set(&conf, &env) {
             format!("(from ${env}) {message}")
         } else {

@@ -29,8 +29,8 @@ pub struct Config {
     pub persister: PersisterConfig,
 }
 
-/// Settings shared by every Kafka client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Settings shared by every Kafka client. `Debug` shows secret properties as `***`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port,host:port`. A pipeline's own `uri` wins.
@@ -44,6 +44,33 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// librdkafka properties applied to every consumer and producer (TLS, SASL, tuning).
     pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("uri", &self.uri)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("brokers_down_exit_seconds", &self.brokers_down_exit_seconds)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("properties", &redacted_properties(&self.properties))
+            .finish()
+    }
+}
+
+/// The properties with every secret one's value replaced by `***`.
+pub fn redacted_properties(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_property(k) && !v.is_empty() {
+                "***".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 impl Default for KafkaConfig {
@@ -539,17 +566,13 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, secrets shown as `***` (for `--check-config`).
+    /// The effective configuration as TOML, secrets shown as `***` (for `--check-config`):
+    /// the data is redacted before it is serialized (passwords and tokens serialize as `***`
+    /// themselves; secret librdkafka properties are replaced here).
     pub fn to_redacted_toml(&self) -> String {
-        let mut out =
-            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
-        // librdkafka properties may hold secrets too (sasl.password, ssl.key.password).
-        for (k, v) in &self.kafka.properties {
-            if is_secret_property(k) && !v.is_empty() {
-                out = out.replace(&format!("{:?}", v), "\"***\"");
-            }
-        }
-        out
+        let mut redacted = self.clone();
+        redacted.kafka.properties = redacted_properties(&self.kafka.properties);
+        toml::to_string_pretty(&redacted).unwrap_or_else(|_| "# cannot print\n".to_owned())
     }
 }
 
@@ -558,11 +581,14 @@ fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
-/// librdkafka property names whose values are secrets.
+/// librdkafka property names whose values are secrets: `sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, `ssl.key.pem`,
+/// `sasl.oauthbearer.config`, and any name containing `password` or `secret` (any case).
 pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     key.contains("password")
         || key.contains("secret")
-        || key.ends_with(".key.pem")
+        || key.ends_with("key.pem")
         || key.contains("sasl.oauthbearer.config")
 }
 
@@ -676,6 +702,17 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\"x\""));
+    }
+
+    #[test]
+    fn debug_of_a_config_shows_no_secret() {
+        let text = "[influxdb]\npassword = \"hunter2\"\ntoken = \"tok3n-xyz\"\n[kafka.properties]\n\"sasl.password\" = \"kafkapw\"\n\"ssl.key.pem\" = \"PEMDATA\"\n\"SASL.OAUTHBEARER.CLIENT.SECRET\" = \"oauth-s\"\n";
+        let loaded = load(&write("debug.toml", text)).unwrap();
+        let debug = format!("{:?} {:#?}", loaded, loaded.config);
+        for s in ["hunter2", "tok3n-xyz", "kafkapw", "PEMDATA", "oauth-s"] {
+            assert!(!debug.contains(s), "{s} in {debug}");
+        }
+        assert!(debug.contains("***"));
     }
 
     #[cfg(unix)]
