@@ -407,7 +407,7 @@ fn daemon(paths: &[PathBuf], check: bool) -> ExitCode {
     }
 }
 
-/// Logs to standard output, and also to `<log_dir>/monasca-persister.log` when configured.
+/// Logs to standard output, and also to the log file when configured (`log_dir`, `log_file`).
 /// Level: `RUST_LOG` if set, else `persister.log_level`.
 fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -416,10 +416,7 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&p.log_level))
         .map_err(|e| format!("persister.log_level {:?}: {e}", p.log_level))?;
-    let file = if p.log_dir.is_empty() {
-        None
-    } else {
-        let path = std::path::Path::new(&p.log_dir).join("monasca-persister.log");
+    let file = if let Some(path) = p.log_path() {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -430,6 +427,8 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(f)),
         )
+    } else {
+        None
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -19,6 +19,7 @@
 //! | `influxdb.password`                    | `load_all(..).influxdb.password.expose()` (the library; `--check-config` shows `***` iff non-empty, never the value) |
 //! | `DEFAULT.debug`                        | `persister.log_level == "debug"`                  |
 //! | `DEFAULT.log_dir`                      | `persister.log_dir` (unset ↔ empty)               |
+//! | the log file oslo.log opens (`log_dir`, `log_file`) | `persister.log_path()`               |
 //!
 //! Allowed differences (ALLOWED below), each with its reason.
 
@@ -143,6 +144,10 @@ fn our_value(
             Some("") | None => J::Null,
             Some(s) => J::String(s.into()),
         },
+        ("DEFAULT", "log_path") => match lib.persister.log_path() {
+            None => J::Null,
+            Some(p) => J::String(p.display().to_string()),
+        },
         ("influxdb", "password") => match lib.influxdb.password.expose() {
             "" => J::Null,
             s => J::String(s.into()),
@@ -161,6 +166,22 @@ fn our_value(
 }
 
 fn oslo_value(group: &str, opt: &str, d: &J) -> J {
+    if (group, opt) == ("DEFAULT", "log_path") {
+        // oslo_log._get_log_file_path, for the binary monasca-persister.
+        let (dir, file) = (
+            d["DEFAULT"]["log_dir"].as_str(),
+            d["DEFAULT"]["log_file"].as_str(),
+        );
+        return match (dir, file) {
+            (None | Some(""), None | Some("")) => J::Null,
+            (None | Some(""), Some(f)) => J::String(f.into()),
+            (Some(d), None | Some("")) => J::String(format!(
+                "{}",
+                Path::new(d).join("monasca-persister.log").display()
+            )),
+            (Some(d), Some(f)) => J::String(format!("{}", Path::new(d).join(f).display())),
+        };
+    }
     let v = d[group][opt].clone();
     match (opt, &v) {
         ("uri", J::Array(items)) => J::String(
@@ -180,6 +201,8 @@ fn oslo_value(group: &str, opt: &str, d: &J) -> J {
 const COMPARED: &[(&str, &str)] = &[
     ("DEFAULT", "debug"),
     ("DEFAULT", "log_dir"),
+    // The file oslo.log writes to, from log_dir and log_file (not an option itself).
+    ("DEFAULT", "log_path"),
     ("kafka_metrics", "uri"),
     ("kafka_metrics", "topic"),
     ("kafka_metrics", "group_id"),

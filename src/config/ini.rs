@@ -473,6 +473,7 @@ const OURS: &[(&str, &str, K)] = &[
     ("persister", "shutdown_timeout_seconds", K::Float),
     ("persister", "log_level", K::Str),
     ("persister", "log_dir", K::Str),
+    ("persister", "log_file", K::Str),
     ("persister", "admin_listen", K::Str),
     ("persister", "lag_interval_seconds", K::Float),
     ("persister", "ready_max_uncommitted_seconds", K::Float),
@@ -918,6 +919,17 @@ pub(super) fn to_toml(
             ("DEFAULT", "log_dir"),
         );
     }
+    if let (V::Str(f), true) = get("DEFAULT", "log_file")?
+        && conf.entry("persister", "log_file").is_none()
+    {
+        put(
+            "persister",
+            "log_file",
+            toml::Value::String(f),
+            ("DEFAULT", "log_file"),
+        );
+    }
+
     if let Some(props) = sections.get("kafka_properties") {
         // oslo never reads this group: values are taken as written (no `$` references).
         let t: toml::Table = props
@@ -950,12 +962,6 @@ pub(super) fn to_toml(
             e.map_or(0, |e| e.line)
         ));
     }
-    if let (V::Str(f), true) = get("DEFAULT", "log_file")? {
-        warnings.push(format!(
-            "DEFAULT.log_file = {f}: ignored; with log_dir set we log to <log_dir>/monasca-persister.log, else to standard output"
-        ));
-    }
-
     let mut unused = Vec::new();
     for (section, entries) in &sections {
         for (key, e) in entries {

@@ -192,6 +192,9 @@ pub struct PersisterConfig {
     pub log_level: String,
     /// Also write logs to `<log_dir>/monasca-persister.log`. Empty: standard output only.
     pub log_dir: String,
+    /// Also write logs to this file (as oslo.log's `log_file`: a relative name is under
+    /// `log_dir`; empty: `monasca-persister.log` when `log_dir` is set).
+    pub log_file: String,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/ready`). Empty: off.
     pub admin_listen: String,
     /// How often each consumer refreshes its consumer-lag gauge (from librdkafka's cached
@@ -215,6 +218,7 @@ impl Default for PersisterConfig {
             shutdown_timeout_seconds: 30.0,
             log_level: "info".into(),
             log_dir: String::new(),
+            log_file: String::new(),
             admin_listen: "127.0.0.1:9091".into(),
             lag_interval_seconds: 1.0,
             ready_max_uncommitted_seconds: 300.0,
@@ -229,6 +233,19 @@ pub enum PolicyName {
     #[default]
     Reject,
     Sanitize,
+}
+
+impl PersisterConfig {
+    /// The log file, as oslo.log chooses it from `log_dir` and `log_file`; `None`: standard
+    /// output only.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        match (self.log_dir.as_str(), self.log_file.as_str()) {
+            ("", "") => None,
+            ("", file) => Some(PathBuf::from(file)),
+            (dir, "") => Some(Path::new(dir).join("monasca-persister.log")),
+            (dir, file) => Some(Path::new(dir).join(file)),
+        }
+    }
 }
 
 impl From<PolicyName> for Policy {
