@@ -411,8 +411,11 @@ pub fn load_all(
             message,
         }
     })?;
-    for p in paths {
-        if let Some(w) = permission_warning(p, &config) {
+    for (p, text) in &texts {
+        // Of several files, only those that hold a secret themselves.
+        if (texts.len() == 1 || mentions_secret(text))
+            && let Some(w) = permission_warning(p, &config)
+        {
             warnings.push(w);
         }
     }
@@ -607,6 +610,18 @@ pub fn is_secret_property(key: &str) -> bool {
         || key.contains("secret")
         || key.ends_with("key.pem")
         || key.contains("sasl.oauthbearer.config")
+}
+
+/// Whether a file sets a password, a token or a secret property to something.
+fn mentions_secret(text: &str) -> bool {
+    text.lines().any(|l| {
+        let Some((k, v)) = l.split_once(['=', ':']) else {
+            return false;
+        };
+        let k = k.trim().trim_matches(['"', '\'']);
+        (k == "password" || k == "token" || is_secret_property(k))
+            && !v.trim().trim_matches(['"', '\'']).is_empty()
+    })
 }
 
 /// A config file holding a password or token that everyone may read deserves a word.
