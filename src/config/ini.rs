@@ -743,10 +743,19 @@ fn convert(raw: &str, kind: K) -> Result<V, String> {
     })
 }
 
+/// As Python's `int()`: surrounding blanks, a sign, leading zeros and single `_` between
+/// digits are fine.
 fn int(raw: &str) -> Result<i64, String> {
-    raw.trim()
-        .parse::<i64>()
-        .map_err(|_| format!("{raw:?} is not an integer"))
+    let t = raw.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let ok = !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.bytes().all(|c| c.is_ascii_digit() || c == b'_');
+    ok.then(|| t.replace('_', "").parse::<i64>().ok())
+        .flatten()
+        .ok_or_else(|| format!("{raw:?} is not an integer"))
 }
 
 fn port(raw: &str) -> Result<i64, String> {
