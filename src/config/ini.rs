@@ -787,7 +787,8 @@ fn host(raw: &str) -> Result<String, String> {
             .last()
             .is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit()));
     if ok {
-        Ok(raw.to_owned())
+        // oslo drops the trailing dot.
+        Ok(name.to_owned())
     } else {
         Err(format!("{raw:?} is not a valid host address"))
     }
