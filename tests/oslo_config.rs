@@ -22,6 +22,12 @@
 //! | the log file oslo.log opens (`log_dir`, `log_file`) | `persister.log_path()`               |
 //!
 //! Allowed differences (ALLOWED below), each with its reason.
+//!
+//! Stricter than oslo on purpose (so not in the corpus): values oslo accepts but the Python
+//! persister could not use either are refused by our validation: negative counts, a
+//! `batch_size` of 0, an empty `database_name` or `topic`, both pipelines disabled. Our own
+//! options (`[kafka] uri`, `[persister]`, …) are unknown to oslo: a file using them is ours
+//! only (oslo refuses `$kafka.uri`: no such option).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -906,6 +906,12 @@ pub(super) fn to_toml(
     }
     for &(group, name, _) in OURS {
         let (v, set) = get(group, name)?;
+        // Our `[kafka] uri` is a string (so `$kafka.uri` substitutes it as written), yet a
+        // list when used: items continued over lines are joined by `,` as oslo's lists.
+        let v = match (group, name, v) {
+            ("kafka", "uri", V::Str(s)) => V::Str(list(&s).join(",")),
+            (_, _, v) => v,
+        };
         if set && let Some(value) = v.to_toml() {
             put(group, name, value, (group, name));
         }
@@ -1276,6 +1282,6 @@ verify_ssl = False
         ))
         .unwrap()
         .config;
-        assert_eq!(c.kafka.uri, "a:1,\nb:2");
+        assert_eq!(c.kafka.uri, "a:1,b:2");
     }
 }
