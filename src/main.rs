@@ -21,9 +21,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
                   transitions from Kafka and writes them to InfluxDB."
 )]
 struct Args {
-    /// Configuration file: TOML, or the Python persister's INI (oslo.config) file.
+    /// Configuration file: TOML, or the Python persister's INI (oslo.config) file. INI files
+    /// may be repeated (later ones override earlier ones, key by key, as oslo.config).
     #[arg(long, default_value = "/etc/monasca/monasca-persister.conf")]
-    config_file: PathBuf,
+    config_file: Vec<PathBuf>,
+    /// A directory whose `*.conf` files (INI, sorted by name) are read after the
+    /// `--config-file`s given before it (repeatable, as oslo.config's).
+    #[arg(long)]
+    config_dir: Vec<PathBuf>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     check_config: bool,
@@ -123,9 +128,47 @@ enum DialectArg {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     let Some(command) = args.command else {
-        return daemon(&args.config_file, args.check_config);
+        // Files and directories in command-line order, as oslo.config reads them.
+        let mut sources: Vec<(usize, PathBuf, bool)> = Vec::new();
+        for (name, is_dir) in [("config_file", false), ("config_dir", true)] {
+            let values = matches.get_many::<PathBuf>(name).into_iter().flatten();
+            let indices = matches.indices_of(name).into_iter().flatten();
+            for (i, v) in indices.zip(values) {
+                sources.push((i, v.clone(), is_dir));
+            }
+        }
+        if matches.value_source("config_file") == Some(clap::parser::ValueSource::DefaultValue) {
+            // The default file, first; with --config-dir only when it exists (as oslo's
+            // default_config_files).
+            sources.retain(|s| s.2);
+            let default = PathBuf::from("/etc/monasca/monasca-persister.conf");
+            if sources.is_empty() || default.exists() {
+                sources.insert(0, (0, default, false));
+            }
+        }
+        sources.sort_by_key(|s| s.0);
+        let mut files = Vec::new();
+        for (_, path, is_dir) in sources {
+            if !is_dir {
+                files.push(path);
+                continue;
+            }
+            match monasca_persister::config::config_dir_files(&path) {
+                Ok(f) => files.extend(f),
+                Err(e) => {
+                    eprintln!("monasca-persister: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        return daemon(&files, args.check_config);
     };
     match command {
         Command::Loadgen {
@@ -336,8 +379,8 @@ async fn terminate() {
     std::future::pending::<()>().await
 }
 
-fn daemon(path: &std::path::Path, check: bool) -> ExitCode {
-    let loaded = match monasca_persister::config::load(path) {
+fn daemon(paths: &[PathBuf], check: bool) -> ExitCode {
+    let loaded = match monasca_persister::config::load_all(paths, &|n| std::env::var(n).ok()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("monasca-persister: configuration error: {e}");
@@ -358,7 +401,12 @@ fn daemon(path: &std::path::Path, check: bool) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "monasca-persister starting");
+    let config = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::info!(config = %config, version = env!("CARGO_PKG_VERSION"), "monasca-persister starting");
     match monasca_persister::daemon::run(loaded.config) {
         Ok(monasca_persister::daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(monasca_persister::daemon::Exit::Failed) => {
@@ -375,7 +423,7 @@ fn daemon(path: &std::path::Path, check: bool) -> ExitCode {
     }
 }
 
-/// Logs to standard output, and also to `<log_dir>/monasca-persister.log` when configured.
+/// Logs to standard output, and also to the log file when configured (`log_dir`, `log_file`).
 /// Level: `RUST_LOG` if set, else `persister.log_level`.
 fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -384,10 +432,7 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&p.log_level))
         .map_err(|e| format!("persister.log_level {:?}: {e}", p.log_level))?;
-    let file = if p.log_dir.is_empty() {
-        None
-    } else {
-        let path = std::path::Path::new(&p.log_dir).join("monasca-persister.log");
+    let file = if let Some(path) = p.log_path() {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -398,6 +443,8 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(f)),
         )
+    } else {
+        None
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -29,8 +29,8 @@ pub struct Config {
     pub persister: PersisterConfig,
 }
 
-/// Settings shared by every Kafka client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Settings shared by every Kafka client. `Debug` shows secret properties as `***`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port,host:port`. A pipeline's own `uri` wins.
@@ -44,6 +44,33 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// librdkafka properties applied to every consumer and producer (TLS, SASL, tuning).
     pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("uri", &self.uri)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("brokers_down_exit_seconds", &self.brokers_down_exit_seconds)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("properties", &redacted_properties(&self.properties))
+            .finish()
+    }
+}
+
+/// The properties with every secret one's value replaced by `***`.
+pub fn redacted_properties(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_property(k) && !v.is_empty() {
+                "***".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 impl Default for KafkaConfig {
@@ -165,6 +192,9 @@ pub struct PersisterConfig {
     pub log_level: String,
     /// Also write logs to `<log_dir>/monasca-persister.log`. Empty: standard output only.
     pub log_dir: String,
+    /// Also write logs to this file (as oslo.log's `log_file`: a relative name is under
+    /// `log_dir`; empty: `monasca-persister.log` when `log_dir` is set).
+    pub log_file: String,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/ready`). Empty: off.
     pub admin_listen: String,
     /// How often each consumer refreshes its consumer-lag gauge (from librdkafka's cached
@@ -188,6 +218,7 @@ impl Default for PersisterConfig {
             shutdown_timeout_seconds: 30.0,
             log_level: "info".into(),
             log_dir: String::new(),
+            log_file: String::new(),
             admin_listen: "127.0.0.1:9091".into(),
             lag_interval_seconds: 1.0,
             ready_max_uncommitted_seconds: 300.0,
@@ -202,6 +233,19 @@ pub enum PolicyName {
     #[default]
     Reject,
     Sanitize,
+}
+
+impl PersisterConfig {
+    /// The log file, as oslo.log chooses it from `log_dir` and `log_file`; `None`: standard
+    /// output only.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        match (self.log_dir.as_str(), self.log_file.as_str()) {
+            ("", "") => None,
+            ("", file) => Some(PathBuf::from(file)),
+            (dir, "") => Some(Path::new(dir).join("monasca-persister.log")),
+            (dir, file) => Some(Path::new(dir).join(file)),
+        }
+    }
 }
 
 impl From<PolicyName> for Policy {
@@ -283,18 +327,68 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_all(&[path.to_owned()], &|name| std::env::var(name).ok())
+}
+
+/// The `*.conf` files of a `--config-dir`, sorted by name (as oslo.config takes them).
+pub fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError {
+        file: dir.to_owned(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read the --config-dir: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads, parses and validates configuration files: one TOML file, or INI files (as
+/// oslo.config: each later file overrides the earlier ones key by key, and
+/// `OS_<GROUP>__<OPTION>` variables, read through `env`, override them all).
+pub fn load_all(
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let Some(path) = paths.last() else {
+        return Err(ConfigError {
+            file: PathBuf::new(),
+            line: None,
+            key: String::new(),
+            message: "no configuration file".into(),
+        });
+    };
+    let path = path.as_path();
     let err = |message: String| ConfigError {
         file: path.to_owned(),
         line: None,
         key: String::new(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut texts = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+            file: p.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        texts.push((p.clone(), text));
+    }
+    let text = &texts[texts.len() - 1].1;
     let mut warnings = Vec::new();
-    let (file, lines) = match detect_format(path, &text) {
-        Format::Toml => (parse_toml(path, &text)?, BTreeMap::new()),
+    let (file, lines) = match detect_format(path, text) {
+        Format::Toml if paths.len() == 1 => (parse_toml(path, text)?, BTreeMap::new()),
+        Format::Toml => {
+            return Err(err(
+                "a TOML configuration is one file; only INI (oslo.config) files combine".into(),
+            ));
+        }
         Format::Ini => {
-            let (table, lines, w) = ini::to_toml(path, &text)?;
+            let (table, lines, w) = ini::to_toml(&texts, env)?;
             warnings.extend(w);
             let file = ConfigFile::deserialize(toml::Value::Table(table))
                 .map_err(|e| err(e.to_string()))?;
@@ -308,14 +402,22 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         influxdb: file.influxdb,
         persister: file.persister,
     };
-    config.validate().map_err(|(key, message)| ConfigError {
-        file: path.to_owned(),
-        line: lines.get(&key).copied(),
-        key,
-        message,
+    config.validate().map_err(|(key, message)| {
+        let at = lines.get(&key);
+        ConfigError {
+            file: at.map_or_else(|| path.to_owned(), |(f, _)| f.clone()),
+            line: at.map(|(_, l)| *l),
+            key,
+            message,
+        }
     })?;
-    if let Some(w) = permission_warning(path, &config) {
-        warnings.push(w);
+    for (p, text) in &texts {
+        // Of several files, only those that hold a secret themselves.
+        if (texts.len() == 1 || mentions_secret(text))
+            && let Some(w) = permission_warning(p, &config)
+        {
+            warnings.push(w);
+        }
     }
     Ok(Loaded { config, warnings })
 }
@@ -484,17 +586,13 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, secrets shown as `***` (for `--check-config`).
+    /// The effective configuration as TOML, secrets shown as `***` (for `--check-config`):
+    /// the data is redacted before it is serialized (passwords and tokens serialize as `***`
+    /// themselves; secret librdkafka properties are replaced here).
     pub fn to_redacted_toml(&self) -> String {
-        let mut out =
-            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
-        // librdkafka properties may hold secrets too (sasl.password, ssl.key.password).
-        for (k, v) in &self.kafka.properties {
-            if is_secret_property(k) && !v.is_empty() {
-                out = out.replace(&format!("{:?}", v), "\"***\"");
-            }
-        }
-        out
+        let mut redacted = self.clone();
+        redacted.kafka.properties = redacted_properties(&self.kafka.properties);
+        toml::to_string_pretty(&redacted).unwrap_or_else(|_| "# cannot print\n".to_owned())
     }
 }
 
@@ -503,12 +601,27 @@ fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
-/// librdkafka property names whose values are secrets.
+/// librdkafka property names whose values are secrets: `sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, `ssl.key.pem`,
+/// `sasl.oauthbearer.config`, and any name containing `password` or `secret` (any case).
 pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     key.contains("password")
         || key.contains("secret")
-        || key.ends_with(".key.pem")
+        || key.ends_with("key.pem")
         || key.contains("sasl.oauthbearer.config")
+}
+
+/// Whether a file sets a password, a token or a secret property to something.
+fn mentions_secret(text: &str) -> bool {
+    text.lines().any(|l| {
+        let Some((k, v)) = l.split_once(['=', ':']) else {
+            return false;
+        };
+        let k = k.trim().trim_matches(['"', '\'']);
+        (k == "password" || k == "token" || is_secret_property(k))
+            && !v.trim().trim_matches(['"', '\'']).is_empty()
+    })
 }
 
 /// A config file holding a password or token that everyone may read deserves a word.
@@ -621,6 +734,17 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\"x\""));
+    }
+
+    #[test]
+    fn debug_of_a_config_shows_no_secret() {
+        let text = "[influxdb]\npassword = \"hunter2\"\ntoken = \"tok3n-xyz\"\n[kafka.properties]\n\"sasl.password\" = \"kafkapw\"\n\"ssl.key.pem\" = \"PEMDATA\"\n\"SASL.OAUTHBEARER.CLIENT.SECRET\" = \"oauth-s\"\n";
+        let loaded = load(&write("debug.toml", text)).unwrap();
+        let debug = format!("{:?} {:#?}", loaded, loaded.config);
+        for s in ["hunter2", "tok3n-xyz", "kafkapw", "PEMDATA", "oauth-s"] {
+            assert!(!debug.contains(s), "{s} in {debug}");
+        }
+        assert!(debug.contains("***"));
     }
 
     #[cfg(unix)]
