@@ -189,7 +189,10 @@ pub async fn process_batch(
         };
         let report = report?;
         let refused = report.refused.into_iter().map(|r| ("database_refused", r));
-        let rejected = report.rejected.into_iter().map(|r| ("influxdb_rejected", r));
+        let rejected = report
+            .rejected
+            .into_iter()
+            .map(|r| ("influxdb_rejected", r));
         for (reason, r) in refused.chain(rejected) {
             let i = line_sources[r.index];
             letters.push(DeadLetter {
