@@ -861,29 +861,42 @@ fn run(
     leave_group(consumer, LEAVE_GROUP_LIMIT, &label);
 }
 
-/// Closes the consumer (leaves the group), serving its callbacks, for at most `limit`.
+/// Closes the consumer (leaves the group), serving its callbacks, on a thread of its own that
+/// is abandoned after `limit`.
 ///
-/// rust-rdkafka's `Drop` does the same without a limit, and librdkafka 2.12 can fail to
-/// finish: closing right after an incremental rebalance (a member joined, this one revoked
-/// half its partitions and had not rejoined yet) left `rd_kafka_consumer_closed` false for
-/// good on the mock cluster, and the thread never ended. Past the limit the client is
-/// abandoned (leaked: the process is about to exit); everything written was committed before,
-/// and the group hands its partitions on after the session timeout.
+/// librdkafka 2.12 does not always finish closing: right after an incremental rebalance (a
+/// member joined, this one revoked half its partitions and had not rejoined yet) the close
+/// blocked for good on the mock cluster, inside librdkafka (a request to the group handle that
+/// is never answered once the handle terminated, as with `rd_kafka_assignment`), and
+/// rust-rdkafka's `Drop` also loops without a limit on `rd_kafka_consumer_closed`. A stopping
+/// daemon must not hang on it: past the limit the client is left to that thread (the process
+/// is about to exit). Everything written was committed before; the group hands the partitions
+/// on after the session timeout.
 fn leave_group(consumer: BaseConsumer<Ctx>, limit: Duration, label: &str) {
-    if consumer.close_queue().is_ok() {
-        let deadline = Instant::now() + limit;
-        while !consumer.closed() {
-            if Instant::now() >= deadline {
-                tracing::error!(consumer = %label, seconds = limit.as_secs_f64(), "leaving the consumer group did not finish; abandoning the Kafka client");
-                std::mem::forget(consumer);
-                return;
+    let (done_tx, done_rx) = channel();
+    let closing = std::thread::Builder::new()
+        .name(format!("{label}-close"))
+        .spawn(move || {
+            if consumer.close_queue().is_ok() {
+                while !consumer.closed() {
+                    // Only callbacks and events come now: partitions are unassigned and our
+                    // queues closed.
+                    let _ = consumer.poll(Duration::from_millis(100));
+                }
             }
-            // Only callbacks and events come now: partitions are unassigned and our queues
-            // closed.
-            let _ = consumer.poll(Duration::from_millis(100));
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    match closing {
+        Ok(_) => {
+            if done_rx.recv_timeout(limit).is_err() {
+                tracing::error!(consumer = %label, seconds = limit.as_secs_f64(), "leaving the consumer group did not finish; abandoning the Kafka client");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(consumer = %label, error = %e, "cannot start a thread to leave the group; the client is dropped here")
         }
     }
-    drop(consumer);
 }
 
 /// Closes our queues when the consumer thread ends, however it ends.
