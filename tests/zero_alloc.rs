@@ -12,15 +12,27 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Set on the thread whose allocations are counted. Other threads (the test harness's own
+    /// main thread, which may allocate at any moment, most visibly on a loaded machine) are
+    /// not what the test is about. A const-initialized `Cell` has no destructor, so reading
+    /// it never allocates.
+    static THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counted() -> bool {
+    COUNTING.load(Ordering::Relaxed) && THIS_THREAD.try_with(|c| c.get()).unwrap_or(false)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.alloc(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -68,7 +80,9 @@ fn allocations_with(
 
 #[test]
 fn metric_and_alarm_conversion_allocate_nothing_after_warm_up() {
-    // One test function: the counter is global, so nothing may run beside it.
+    // One test function: the counter is global, so nothing may run beside it. Only this
+    // thread's allocations count.
+    THIS_THREAD.with(|c| c.set(true));
     // First make sure the counter counts at all, or the zeros below would prove nothing.
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
