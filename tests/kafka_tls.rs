@@ -22,29 +22,12 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use common::e2e::{metric, metric_points};
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-const BASE_TS: i64 = 1_700_000_000_000;
-
-fn metric(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"metric":{{"name":"tls.metric","dimensions":{{"hostname":"h{}","service":"s"}},"timestamp":{},"value":{i}.5,"value_meta":null}},"meta":{{"tenantId":"tenant-{}","region":"RegionOne"}},"creation_time":1}}"#,
-        i % 50,
-        BASE_TS + i as i64,
-        i % 3
-    )
-    .into_bytes()
-}
-
-fn metric_points(influx: &Influx) -> i64 {
-    let v = influx.query("mon", r#"SELECT count(value) FROM "tls.metric""#);
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_i64()
-        .unwrap_or(0)
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
