@@ -17,9 +17,8 @@
 //! | the same for `kafka_alarm_history`     | the same                                          |
 //! | `influxdb.database_name`, `.db_per_tenant`, `.default_retention_hours`, `.batch_size`, `.ip_address`, `.port`, `.ssl`, `.verify_ssl`, `.user` | same keys |
 //! | `influxdb.password`                    | `load_all(..).influxdb.password.expose()` (the library; `--check-config` shows `***` iff non-empty, never the value) |
-//! | `DEFAULT.debug`                        | `persister.log_level == "debug"`                  |
-//! | `DEFAULT.log_dir`                      | `persister.log_dir` (unset ↔ empty)               |
-//! | the log file oslo.log opens (`log_dir`, `log_file`) | `persister.log_path()`               |
+//! | root logger's level after oslo.log's `setup` (`debug`, or `log_config_append`'s file) | `persister.log_level` (CRITICAL → `error`, NOTSET → `debug`) |
+//! | the file its first file handler writes to (`log_dir`, `log_file`, or `log_config_append`'s file handler), absolute | `persister.log_path()`, made absolute |
 //!
 //! Allowed differences (ALLOWED below), each with its reason.
 //!
@@ -145,14 +144,10 @@ fn our_value(
         serde_json::to_value(v).unwrap()
     };
     match (group, opt) {
-        ("DEFAULT", "debug") => J::Bool(t["persister"]["log_level"].as_str() == Some("debug")),
-        ("DEFAULT", "log_dir") => match t["persister"]["log_dir"].as_str() {
-            Some("") | None => J::Null,
-            Some(s) => J::String(s.into()),
-        },
-        ("DEFAULT", "log_path") => match lib.persister.log_path() {
+        ("logging", "level") => J::String(t["persister"]["log_level"].as_str().unwrap().into()),
+        ("logging", "file") => match lib.persister.log_path() {
             None => J::Null,
-            Some(p) => J::String(p.display().to_string()),
+            Some(p) => J::String(std::path::absolute(p).unwrap().display().to_string()),
         },
         ("influxdb", "password") => match lib.influxdb.password.expose() {
             "" => J::Null,
@@ -172,21 +167,16 @@ fn our_value(
 }
 
 fn oslo_value(group: &str, opt: &str, d: &J) -> J {
-    if (group, opt) == ("DEFAULT", "log_path") {
-        // oslo_log._get_log_file_path, for the binary monasca-persister.
-        let (dir, file) = (
-            d["DEFAULT"]["log_dir"].as_str(),
-            d["DEFAULT"]["log_file"].as_str(),
-        );
-        return match (dir, file) {
-            (None | Some(""), None | Some("")) => J::Null,
-            (None | Some(""), Some(f)) => J::String(f.into()),
-            (Some(d), None | Some("")) => J::String(format!(
-                "{}",
-                Path::new(d).join("monasca-persister.log").display()
-            )),
-            (Some(d), Some(f)) => J::String(format!("{}", Path::new(d).join(f).display())),
+    if (group, opt) == ("logging", "level") {
+        // Python's level names onto ours: tracing has no CRITICAL, and NOTSET lets all through.
+        let ours = match d[group][opt].as_str().unwrap() {
+            "CRITICAL" | "ERROR" => "error",
+            "WARNING" => "warn",
+            "INFO" => "info",
+            "DEBUG" | "NOTSET" => "debug",
+            other => other,
         };
+        return J::String(ours.into());
     }
     let v = d[group][opt].clone();
     match (opt, &v) {
@@ -205,10 +195,10 @@ fn oslo_value(group: &str, opt: &str, d: &J) -> J {
 }
 
 const COMPARED: &[(&str, &str)] = &[
-    ("DEFAULT", "debug"),
-    ("DEFAULT", "log_dir"),
-    // The file oslo.log writes to, from log_dir and log_file (not an option itself).
-    ("DEFAULT", "log_path"),
+    // What oslo.log's setup makes of `debug`, `log_dir`, `log_file` and
+    // `log_config_append`: the root logger's level and the file it writes to (absolute).
+    ("logging", "level"),
+    ("logging", "file"),
     ("kafka_metrics", "uri"),
     ("kafka_metrics", "topic"),
     ("kafka_metrics", "group_id"),

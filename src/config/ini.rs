@@ -917,34 +917,82 @@ pub(super) fn to_toml(
             put(group, name, value, (group, name));
         }
     }
-    if get("DEFAULT", "debug")?.0 == V::Bool(true) && conf.entry("persister", "log_level").is_none()
-    {
-        put(
-            "persister",
-            "log_level",
-            toml::Value::String("debug".into()),
-            ("DEFAULT", "debug"),
-        );
+    // oslo.log: a logging config file replaces `debug`, `log_dir` and `log_file`.
+    let appended = match get("DEFAULT", "log_config_append")? {
+        (V::Str(path), true) if !path.is_empty() => {
+            let logging = super::pylog::read(Path::new(&path)).map_err(|m| {
+                err_at(
+                    "DEFAULT",
+                    "log_config_append",
+                    format!("{path}: {m} (Python's logging.config.fileConfig refuses it too)"),
+                )
+            })?;
+            Some((path, logging))
+        }
+        _ => None,
+    };
+    let (level, dir, file) = match &appended {
+        Some((_, l)) => (
+            Some(l.level.to_owned()),
+            Some(String::new()),
+            Some(
+                l.file
+                    .as_ref()
+                    .map_or(String::new(), |f| f.display().to_string()),
+            ),
+        ),
+        None => (
+            (get("DEFAULT", "debug")?.0 == V::Bool(true)).then(|| "debug".to_owned()),
+            match get("DEFAULT", "log_dir")? {
+                (V::Str(dir), true) => Some(dir),
+                _ => None,
+            },
+            match get("DEFAULT", "log_file")? {
+                (V::Str(f), true) => Some(f),
+                _ => None,
+            },
+        ),
+    };
+    let from = |name: &'static str| {
+        if appended.is_some() {
+            ("DEFAULT", "log_config_append")
+        } else {
+            ("DEFAULT", name)
+        }
+    };
+    for (key, value, name) in [
+        ("log_level", level, "debug"),
+        ("log_dir", dir, "log_dir"),
+        ("log_file", file, "log_file"),
+    ] {
+        if let Some(value) = value
+            && conf.entry("persister", key).is_none()
+        {
+            put("persister", key, toml::Value::String(value), from(name));
+        }
     }
-    if let (V::Str(dir), true) = get("DEFAULT", "log_dir")?
-        && conf.entry("persister", "log_dir").is_none()
-    {
-        put(
-            "persister",
-            "log_dir",
-            toml::Value::String(dir),
-            ("DEFAULT", "log_dir"),
+    if let Some((path, l)) = &appended {
+        let e = conf.entry("DEFAULT", "log_config_append");
+        let mut w = format!(
+            "{}:{}: DEFAULT.log_config_append = {path}: logging at level {} to {}, as its root \
+             logger; DEFAULT.debug, log_dir and log_file are ignored, as oslo.log ignores them",
+            e.map_or(first.display().to_string(), |e| e
+                .file
+                .display()
+                .to_string()),
+            e.map_or(0, |e| e.line),
+            l.level,
+            l.file
+                .as_ref()
+                .map_or("standard output only".to_owned(), |f| {
+                    format!("standard output and {}", f.display())
+                }),
         );
-    }
-    if let (V::Str(f), true) = get("DEFAULT", "log_file")?
-        && conf.entry("persister", "log_file").is_none()
-    {
-        put(
-            "persister",
-            "log_file",
-            toml::Value::String(f),
-            ("DEFAULT", "log_file"),
-        );
+        if !l.not_applied.is_empty() {
+            w.push_str("; not applied: ");
+            w.push_str(&l.not_applied.join("; "));
+        }
+        warnings.push(w);
     }
 
     if let Some(props) = sections.get("kafka_properties") {
@@ -988,7 +1036,8 @@ pub(super) fn to_toml(
                 // The pipelines' defaults.
                 || (section == "kafka"
                     && ["num_processors", "max_wait_time_seconds"].contains(&key.as_str()))
-                || (section == "DEFAULT" && ["debug", "log_dir", "log_file"].contains(&key.as_str()))
+                || (section == "DEFAULT"
+                    && ["debug", "log_dir", "log_file", "log_config_append"].contains(&key.as_str()))
                 || (section == "repositories" && key.ends_with("_driver") && key != "events_driver")
                 || (section == "kafka_events" && key == "enabled");
             if !used {

@@ -6,6 +6,7 @@
 //! never print a password or token (see [`Secret`]).
 
 mod ini;
+mod pylog;
 mod secret;
 
 pub use secret::Secret;

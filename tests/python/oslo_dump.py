@@ -7,16 +7,32 @@ Usage: oslo_dump.py [--config-file F]... [--config-dir D]...
 Run with the interpreter scripts/python-reference prints.
 """
 import json
+import logging
+import logging.handlers
 import sys
 
 from oslo_config import cfg
+from oslo_log import handlers
 from oslo_log import log
 
 from monasca_persister import conf
 
 GROUPS = ["DEFAULT", "kafka", "kafka_metrics", "kafka_alarm_history", "influxdb",
           "repositories", "kafka_events"]
-DEFAULT_OPTS = ["debug", "log_dir", "log_file"]
+DEFAULT_OPTS = ["debug", "log_dir", "log_file", "log_config_append"]
+
+
+def logging_outcome(CONF):
+    """Sets oslo.log up as the persister does (log.setup), with file handlers that open
+    nothing, and returns the root logger's level and the file its first file handler
+    writes to (absolute, as logging keeps it)."""
+    logging.FileHandler._open = lambda self: open("/dev/null", "a")
+    # As the console script /usr/bin/monasca-persister would be named.
+    handlers._get_binary_name = lambda: "monasca-persister"
+    log.setup(CONF, "monasca-persister")
+    root = logging.getLogger()
+    files = [h.baseFilename for h in root.handlers if hasattr(h, "baseFilename")]
+    return {"level": logging.getLevelName(root.level), "file": files[0] if files else None}
 
 
 def main(argv):
@@ -40,6 +56,7 @@ def main(argv):
             for name in names:
                 # Values are checked when read: read them all, as the daemon would.
                 out[group][name] = getattr(ns, name)
+        out["logging"] = logging_outcome(CONF)
     except Exception as e:  # oslo.config raises many kinds; all mean "refused".
         msg = "%s: %s" % (type(e).__name__, e)
         print(json.dumps({"error": msg}))
