@@ -928,3 +928,113 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
         "the recovery is logged"
     );
 }
+
+/// The secret forms that must never appear in a log: as written, and TOML-, JSON- and
+/// Rust-escaped.
+fn secret_forms(secret: &str) -> Vec<String> {
+    let unquote = |s: String| s[1..s.len() - 1].to_owned();
+    vec![
+        secret.to_owned(),
+        unquote(toml::Value::String(secret.to_owned()).to_string()),
+        unquote(serde_json::to_string(secret).unwrap()),
+        unquote(format!("{secret:?}")),
+    ]
+}
+
+fn assert_no_secret(log: &str, secrets: &[&str]) {
+    for secret in secrets {
+        for form in secret_forms(secret) {
+            assert!(
+                !log.contains(&form),
+                "the log holds the secret as {form:?}:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn secrets_refused_by_influxdb_or_kafka_never_reach_the_log() {
+    let _g = serial();
+    const DB_SECRET: &str = r#"pa"ss\wo'rd$x$$y ünï"#;
+    const KAFKA_SECRET: &str = r#"sa"sl\se'cr$et ☃"#;
+    let mut influx = Influx::start_with(&[("INFLUXDB_HTTP_AUTH_ENABLED", "true")]);
+    influx.query(
+        "",
+        "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES",
+    );
+    influx.auth = Some(("admin".into(), "s3cret".into()));
+    influx.query("", "CREATE USER mon_persister WITH PASSWORD 'right'");
+    let s = setup_with(influx);
+    let quoted = |v: &str| toml::Value::String(v.to_owned()).to_string();
+
+    // InfluxDB refuses the password (401), retried at debug level with librdkafka's own
+    // debug output on.
+    let cfg = toml_config(
+        &s,
+        "[kafka.properties]\ndebug = \"broker,security,conf\"",
+        "admin_listen = \"127.0.0.1:0\"",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[influxdb]\n",
+        &format!(
+            "[influxdb]\nuser = \"mon_persister\"\npassword = {}\n",
+            quoted(DB_SECRET)
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = Persister::start_logging(&cfg, "debug");
+    let port = p.admin_port();
+    s.tansu.produce(
+        "metrics",
+        4,
+        (0..10)
+            .map(metric)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(Vec::as_slice),
+    );
+    wait_until(
+        "writes refused 3 times for auth",
+        Duration::from_secs(120),
+        &p,
+        || {
+            scrape(port)
+                .samples
+                .iter()
+                .find(|m| {
+                    m.metric == "monasca_persister_write_retries_total"
+                        && m.labels.get("cause") == Some("auth")
+                })
+                .is_some_and(|m| matches!(m.value, prometheus_parse::Value::Counter(v) if v >= 3.0))
+        },
+    );
+    p.signal("-TERM");
+    assert!(p.wait(Duration::from_secs(30)).is_some(), "did not stop");
+    assert_no_secret(&p.log_text(), &[DB_SECRET]);
+    assert_eq!(metric_points(&s.influx), 0);
+
+    // Kafka is asked for SASL with a password; the broker does not accept it.
+    std::fs::remove_file(&p.log).unwrap();
+    let cfg = toml_config(
+        &s,
+        &format!(
+            "brokers_down_exit_seconds = 5\n[kafka.properties]\ndebug = \"broker,security,conf\"\n\
+             \"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanisms\" = \"PLAIN\"\n\
+             \"sasl.username\" = \"persister\"\n\"sasl.password\" = {}\n",
+            quoted(KAFKA_SECRET)
+        ),
+        "",
+    );
+    let mut p = Persister::start_logging(&cfg, "debug");
+    let status = p
+        .wait(Duration::from_secs(120))
+        .expect("exits once brokers are down");
+    assert!(!status.success());
+    let log = p.log_text();
+    assert!(log.contains("all Kafka brokers are down"), "{log}");
+    assert!(
+        log.contains("SASL"),
+        "librdkafka's SASL debug output is in the log: {log}"
+    );
+    assert_no_secret(&log, &[KAFKA_SECRET, DB_SECRET]);
+}

@@ -151,6 +151,11 @@ pub struct Persister {
 
 impl Persister {
     pub fn start(config: &std::path::Path) -> Self {
+        Self::start_logging(config, "info")
+    }
+
+    /// As `start`, with `RUST_LOG` set to `filter`.
+    pub fn start_logging(config: &std::path::Path, filter: &str) -> Self {
         let log = config.with_file_name("persister.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -160,7 +165,7 @@ impl Persister {
         let child = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
             .arg("--config-file")
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
