@@ -32,7 +32,7 @@
 //!
 //! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
 //! flow: `stats` and `admin` (self-metrics, `/metrics`, `/healthz`, `/ready`), `cli` (operator
-//! commands: `convert`, `produce`, `loadgen`, `discard-sink`).
+//! commands: `convert`, `produce`, `loadgen`, `discard-sink`, `mock-kafka`).
 //!
 //! Without the default `daemon` feature only the hot path is built (`decode`, `encode`,
 //! `convert`, `cli::convert`): what the fuzz targets need.

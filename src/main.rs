@@ -113,6 +113,16 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         report_every: f64,
     },
+    /// Run librdkafka's in-memory mock Kafka cluster (benchmarks): prints `bootstrap=…`,
+    /// serves until killed.
+    MockKafka {
+        /// Brokers in the cluster.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        /// Topics to create, `name:partitions` (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,6 +272,15 @@ fn main() -> ExitCode {
             listen,
             report_every,
         } => discard_sink(listen, report_every),
+        Command::MockKafka { brokers, topics } => {
+            let e =
+                monasca_persister::cli::mock_kafka::run(brokers, &topics, &mut std::io::stdout());
+            eprintln!(
+                "monasca-persister mock-kafka: {}",
+                e.err().unwrap_or_default()
+            );
+            ExitCode::from(1)
+        }
         Command::Convert {
             kind,
             sanitize,

@@ -7,4 +7,6 @@ pub mod discard;
 #[cfg(feature = "daemon")]
 pub mod loadgen;
 #[cfg(feature = "daemon")]
+pub mod mock_kafka;
+#[cfg(feature = "daemon")]
 pub mod produce;
