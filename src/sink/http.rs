@@ -113,9 +113,14 @@ impl Client {
         }
     }
 
-    /// One write request; the answer classified.
+    /// The body as sent: compressed once here when `gzip` is on, then sent as often as
+    /// retries need.
+    pub(super) fn encode_body(&self, body: Bytes) -> Bytes {
+        if self.gzip { gzip(&body) } else { body }
+    }
+
+    /// One write request of a body from [`Self::encode_body`]; the answer classified.
     pub(super) async fn write(&self, db: &str, body: Bytes) -> Action {
-        let body = if self.gzip { gzip(&body) } else { body };
         let mut req =
             Request::post(self.write_uri(db)).header(CONTENT_TYPE, "text/plain; charset=utf-8");
         if self.gzip {

@@ -534,7 +534,7 @@ impl Writer {
     ) -> Result<Fate, WriteError> {
         let inner = &self.inner;
         let c = &inner.config;
-        let body = batch.slice(range);
+        let body = inner.http.encode_body(batch.slice(range));
         let mut attempt = 0u32;
         loop {
             report.requests += 1;
