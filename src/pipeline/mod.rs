@@ -14,12 +14,13 @@ mod consumer;
 pub mod deadletter;
 mod fetch;
 pub mod offsets;
+pub mod state;
 
 pub use consumer::{ConsumerHandle, spawn_consumer};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -227,9 +228,4 @@ pub async fn process_batch(
     sources.clear();
     spare.sources = sources;
     Ok(spare)
-}
-
-/// When a batch started at `started` is due.
-pub fn due(started: Option<Instant>, max_wait: Duration) -> Option<Instant> {
-    started.map(|s| s + max_wait)
 }
