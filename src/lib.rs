@@ -37,9 +37,11 @@
 //! owns the thread, the librdkafka callbacks (which only forward events) and carries the
 //! actions out; `pipeline::offsets` is the per-partition bookkeeping behind the commits.
 //!
-//! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
-//! flow: `stats` and `admin` (self-metrics, `/metrics`, `/healthz`, `/ready`), `cli` (operator
-//! commands: `convert`, `produce`, `loadgen`, `discard-sink`).
+//! `daemon` wires these together and owns the life cycle: it runs until the shutdown future it
+//! is given resolves (the binary's resolves on SIGTERM/SIGINT, a test's when it likes) or a
+//! fatal condition. Beside the flow: `stats` and `admin` (self-metrics, `/metrics`,
+//! `/healthz`, `/ready`), `cli` (operator commands: `convert`, `produce`, `loadgen`,
+//! `discard-sink`).
 //!
 //! Without the default `daemon` feature only the hot path is built (`decode`, `encode`,
 //! `convert`, `cli::convert`): what the fuzz targets need.
