@@ -85,7 +85,6 @@ struct Ctx {
     events: EventQueue,
     /// The topic, for forwarding its partitions.
     topic: std::ffi::CString,
-    brokers_down_since: Mutex<Option<Instant>>,
     /// The daemon's stop and fatal switches.
     control: Arc<Control>,
     label: String,
@@ -97,38 +96,6 @@ impl Ctx {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state usable; keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn brokers_down(&self) -> Option<Instant> {
-        *self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records that every broker is unreachable (once per outage: logged and gauged).
-    fn brokers_lost(&self, reason: &str) {
-        let mut since = self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if since.is_none() {
-            *since = Some(Instant::now());
-            self.stats.brokers_down.set(self.label.clone(), 1);
-            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
-        }
-    }
-
-    /// Records that a broker answered; ends an outage (logged once, with its length).
-    fn brokers_back(&self) {
-        let mut since = self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = since.take() {
-            self.stats.brokers_down.set(self.label.clone(), 0);
-            tracing::info!(consumer = %self.label, outage_seconds = t.elapsed().as_secs_f64(), "Kafka brokers reachable again");
-        }
     }
 }
 
@@ -159,8 +126,8 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
-            self.brokers_lost(reason);
-        } else if self.brokers_down().is_some() && connection_error(&error) {
+            self.state().brokers_lost(reason);
+        } else if self.state().machine.brokers_down_since().is_some() && connection_error(&error) {
             // Every reconnect fails again, and librdkafka's own suppression of repeats (same
             // text as the one before, for 30 s) does not hold: a failed TLS handshake comes in
             // two texts. The failure that took the last broker down was logged just before the
@@ -336,6 +303,20 @@ impl State {
                 Action::CommitRetry { offsets, at } => {
                     tracing::warn!(consumer = %self.label, offsets = ?offsets, retry_in_seconds = at.saturating_duration_since(Instant::now()).as_secs_f64(), "will retry the commit");
                 }
+                Action::ProbeBrokers => {
+                    if consumer
+                        .fetch_metadata(Some(&self.settings.topic), Duration::from_secs(2))
+                        .is_ok()
+                    {
+                        self.brokers_back();
+                    } else {
+                        self.feed(consumer, Event::ProbeFailed(Instant::now()));
+                    }
+                }
+                Action::Fatal(Fatal::BrokersDown { down_for }) => {
+                    tracing::error!(consumer = %self.label, seconds = down_for.as_secs(), "every Kafka broker has been unreachable too long; exiting");
+                    self.control.fatal.store(true, Ordering::Relaxed);
+                }
                 Action::Fatal(Fatal::BatchFailed { id }) => {
                     // Its offsets can never be committed, and so neither can any later one of
                     // its partitions: rather than stall silently, stop (exit 1) and let
@@ -419,6 +400,26 @@ impl State {
         }
     }
 
+    /// Records that every broker is unreachable (once per outage: logged and gauged).
+    fn brokers_lost(&mut self, reason: &str) {
+        if self.machine.brokers_down_since().is_none() {
+            self.stats.brokers_down.set(self.label.clone(), 1);
+            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
+        }
+        let actions = self.machine.on(Event::BrokersDown(Instant::now()));
+        debug_assert!(actions.is_empty());
+    }
+
+    /// Records that a broker answered; ends an outage (logged once, with its length).
+    fn brokers_back(&mut self) {
+        if let Some(t) = self.machine.brokers_down_since() {
+            self.stats.brokers_down.set(self.label.clone(), 0);
+            tracing::info!(consumer = %self.label, outage_seconds = t.elapsed().as_secs_f64(), "Kafka brokers reachable again");
+            let actions = self.machine.on(Event::BrokersUp);
+            debug_assert!(actions.is_empty());
+        }
+    }
+
     /// Logs a backpressure pause once it lasts `PAUSE_WORTH_LOGGING`.
     fn log_long_pause(&mut self, now: Instant) {
         if let Some((since, logged @ false)) = &mut self.paused_since
@@ -466,7 +467,9 @@ impl State {
     ) {
         let now = Instant::now();
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
+        let mut got_any = false;
         for f in fetched {
+            got_any = true;
             match f {
                 Fetch::Message {
                     partition,
@@ -519,6 +522,10 @@ impl State {
         }
         if let Some(r) = run {
             self.end_run(r, now);
+        }
+        if got_any {
+            // A broker answered.
+            self.brokers_back();
         }
     }
 
@@ -679,6 +686,7 @@ pub fn spawn_consumer(
             batch_size: settings.batch_size,
             max_wait: settings.max_wait,
             max_in_flight: settings.max_batches_in_flight,
+            brokers_down_exit: settings.brokers_down_exit,
         }),
         converter: Converter::new(settings.converter_policy, settings.max_message_bytes),
         batch: PendingBatch::new(1, &settings.routing, settings.batch_size),
@@ -704,7 +712,6 @@ pub fn spawn_consumer(
         commits: CommitQueue::closed(),
         events: EventQueue::closed(),
         topic,
-        brokers_down_since: Mutex::new(None),
         control: control.clone(),
         label: label.clone(),
     };
@@ -770,7 +777,6 @@ fn run(
         loop {
             match consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    ctx.brokers_back();
                     ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                     let one = Fetch::Message {
                         partition: m.partition(),
@@ -786,7 +792,7 @@ fn run(
                 Some(Err(e)) => {
                     // Client errors came through `Ctx::error` first; while every broker is
                     // down, their echoes here say nothing new.
-                    if !(ctx.brokers_down().is_some() && connection_error(&e))
+                    if !(ctx.state().machine.brokers_down_since().is_some() && connection_error(&e))
                         && let Some(suppressed) = errors_logged.allow()
                     {
                         tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
@@ -816,24 +822,10 @@ fn run(
             let t1 = Instant::now();
             ctx.stats.poll_seconds.add(t1 - t0);
             if n > 0 {
-                ctx.brokers_back();
                 ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                 ctx.state().take(fetched.iter(), &mut errors_logged);
                 fetched.release();
                 ctx.stats.convert_seconds.add(t1.elapsed());
-            }
-        }
-        if let Some(since) = ctx.brokers_down()
-            && since.elapsed() >= settings.brokers_down_exit
-        {
-            if consumer
-                .fetch_metadata(Some(&settings.topic), Duration::from_secs(2))
-                .is_ok()
-            {
-                ctx.brokers_back();
-            } else {
-                tracing::error!(consumer = %label, seconds = since.elapsed().as_secs(), "every Kafka broker has been unreachable too long; exiting");
-                control.fatal.store(true, Ordering::Relaxed);
             }
         }
     }

@@ -1,17 +1,19 @@
 //! The consumer's decisions, without Kafka: when to flush a batch, when to pause and resume
 //! the partitions, what to commit per partition and when to retry a commit, what a revocation
-//! does, when to give up.
+//! does, when to give up (a failed batch; every broker unreachable too long).
 //!
 //! [`ConsumerState`] is driven by [`Event`]s and answers with [`Action`]s for the consumer
 //! thread (`consumer`) to carry out: no librdkafka, no I/O, no clock (time comes in the
-//! events). The consumer reports back what failed (`CommitFailed`, `PauseFailed`).
+//! events). The consumer reports back what failed (`CommitFailed`, `PauseFailed`,
+//! `ProbeFailed`).
 //!
-//! What it guarantees (unit and property tests below):
-//! a partition is committed only up to where every message of it is finished; a revoked
-//! partition is not committed again until it is assigned again; commits of a partition never
-//! go backwards within one assignment; every finished message is committed once everything
-//! before it in its partition is; the partitions are paused while a full batch cannot be sent
-//! (all `max_batches_in_flight` in flight) and resumed once it can.
+//! What it guarantees (unit and property tests below): a partition is committed only up to
+//! where every message of it is finished; a revoked partition is not committed again until it
+//! is assigned again; commits of a partition never go backwards within one assignment; every
+//! finished message is committed once everything before it in its partition is; the
+//! partitions are paused while a full batch cannot be sent (all `max_batches_in_flight` in
+//! flight) and resumed once it can; the brokers are probed exactly when they have been
+//! unreachable for `brokers_down_exit`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -30,6 +32,8 @@ pub struct Limits {
     pub max_wait: Duration,
     /// The most batches handed to the writer and not finished.
     pub max_in_flight: usize,
+    /// Every broker unreachable this long: probe once more, then give up.
+    pub brokers_down_exit: Duration,
 }
 
 /// How a batch ended.
@@ -70,6 +74,12 @@ pub enum Event {
     },
     /// A [`Action::Pause`] or [`Action::Resume`] could not be carried out.
     PauseFailed,
+    /// librdkafka finds every broker unreachable (repeated while it lasts).
+    BrokersDown(Instant),
+    /// A broker answered (messages came, a probe succeeded): an outage is over.
+    BrokersUp,
+    /// The probe asked by [`Action::ProbeBrokers`] reached no broker either.
+    ProbeFailed(Instant),
     /// Time passes: flush a full or due batch, commit what finished or retry what failed,
     /// pause or resume.
     Tick(Instant),
@@ -98,6 +108,9 @@ pub enum Action {
         offsets: Vec<(i32, i64)>,
         at: Instant,
     },
+    /// Every broker has been unreachable for `brokers_down_exit`: ask one directly (a
+    /// metadata request); report [`Event::BrokersUp`] or [`Event::ProbeFailed`].
+    ProbeBrokers,
     /// Stop: this consumer cannot go on (exit 1, a restart consumes again).
     Fatal(Fatal),
 }
@@ -108,6 +121,8 @@ pub enum Fatal {
     /// A batch failed: its offsets, and every later one of its partitions, can never be
     /// committed.
     BatchFailed { id: u64 },
+    /// Every broker has been unreachable this long.
+    BrokersDown { down_for: Duration },
 }
 
 /// The consumer's bookkeeping and decisions (see the module documentation).
@@ -137,6 +152,8 @@ pub struct ConsumerState {
     /// Whether the assigned partitions are paused; `None` after a rebalance, when the new
     /// assignment's state is unknown and must be set again.
     paused: Option<bool>,
+    /// Since when every broker is unreachable.
+    brokers_down_since: Option<Instant>,
 }
 
 impl ConsumerState {
@@ -155,6 +172,7 @@ impl ConsumerState {
             positions: HashMap::new(),
             assigned: BTreeSet::new(),
             paused: None,
+            brokers_down_since: None,
         }
     }
 
@@ -188,6 +206,11 @@ impl ConsumerState {
 
     pub fn paused(&self) -> Option<bool> {
         self.paused
+    }
+
+    /// Since when every broker is unreachable (`None`: not now).
+    pub fn brokers_down_since(&self) -> Option<Instant> {
+        self.brokers_down_since
     }
 
     /// Offset of the last message consumed, per assigned partition (for the lag).
@@ -282,7 +305,24 @@ impl ConsumerState {
                 }
             }
             Event::PauseFailed => self.paused = None,
+            Event::BrokersDown(now) => {
+                self.brokers_down_since.get_or_insert(now);
+            }
+            Event::BrokersUp => self.brokers_down_since = None,
+            Event::ProbeFailed(now) => {
+                if let Some(since) = self.brokers_down_since {
+                    out.push(Action::Fatal(Fatal::BrokersDown {
+                        down_for: now.saturating_duration_since(since),
+                    }));
+                }
+            }
             Event::Tick(now) => {
+                if self
+                    .brokers_down_since
+                    .is_some_and(|since| now >= since + self.limits.brokers_down_exit)
+                {
+                    out.push(Action::ProbeBrokers);
+                }
                 if self.finished || self.retry_at.is_some_and(|t| now >= t) {
                     self.commit(false, &mut out);
                 }
@@ -360,6 +400,7 @@ mod tests {
         batch_size: 3,
         max_wait: Duration::from_secs(1),
         max_in_flight: 2,
+        brokers_down_exit: Duration::from_secs(60),
     };
 
     fn msgs(st: &mut ConsumerState, partition: i32, last: i64, count: usize, now: Instant) {
@@ -633,6 +674,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn brokers_down_too_long_are_probed_once_more_then_fatal() {
+        let t = Instant::now();
+        let mut st = assigned(&[0]);
+        st.on(Event::Tick(t));
+        assert!(st.on(Event::BrokersDown(t)).is_empty());
+        assert!(
+            st.on(Event::BrokersDown(t + Duration::from_secs(30)))
+                .is_empty()
+        );
+        assert_eq!(
+            st.brokers_down_since(),
+            Some(t),
+            "the outage began at the first"
+        );
+        assert!(st.on(Event::Tick(t + Duration::from_secs(59))).is_empty());
+        assert_eq!(
+            st.on(Event::Tick(t + Duration::from_secs(60))),
+            vec![Action::ProbeBrokers]
+        );
+        // The probe reached a broker: the outage is over, the clock starts again.
+        st.on(Event::BrokersUp);
+        assert!(st.on(Event::Tick(t + Duration::from_secs(61))).is_empty());
+        st.on(Event::BrokersDown(t + Duration::from_secs(70)));
+        assert!(st.on(Event::Tick(t + Duration::from_secs(129))).is_empty());
+        assert_eq!(
+            st.on(Event::Tick(t + Duration::from_secs(130))),
+            vec![Action::ProbeBrokers]
+        );
+        assert_eq!(
+            st.on(Event::ProbeFailed(t + Duration::from_secs(132))),
+            vec![Action::Fatal(Fatal::BrokersDown {
+                down_for: Duration::from_secs(62)
+            })]
+        );
+        // A probe failing after the outage ended is not fatal.
+        st.on(Event::BrokersUp);
+        assert!(st.on(Event::ProbeFailed(t)).is_empty());
+    }
+
     /// Random event orders against a model of what the consumer owns, consumed and finished.
     mod properties {
         use super::*;
@@ -661,6 +742,8 @@ mod tests {
                 ms: u64,
             },
             ForceFlush,
+            BrokersDown,
+            BrokersUp,
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -679,6 +762,8 @@ mod tests {
                 1 => Just(Op::PauseFailed),
                 4 => (0..1500u64).prop_map(|ms| Op::Tick { ms }),
                 1 => Just(Op::ForceFlush),
+                1 => Just(Op::BrokersDown),
+                1 => Just(Op::BrokersUp),
             ]
         }
 
@@ -707,6 +792,7 @@ mod tests {
             sent: Vec<Vec<(i32, i64)>>,
             /// Applied pause state; `None` after a rebalance or a failed pause.
             paused: Option<bool>,
+            brokers_down: Option<Instant>,
         }
 
         impl Model {
@@ -760,7 +846,7 @@ mod tests {
                                 prop_assert!(self.assigned.contains(p));
                             }
                         }
-                        Action::Fatal(_) => {}
+                        Action::Fatal(_) | Action::ProbeBrokers => {}
                     }
                 }
                 Ok(())
@@ -907,6 +993,12 @@ mod tests {
                         let a = st.on(Event::Tick(now));
                         m.flushes(&a);
                         m.actions(&a, &before)?;
+                        // The brokers are probed exactly when they have been down too long.
+                        prop_assert_eq!(
+                            a.contains(&Action::ProbeBrokers),
+                            m.brokers_down
+                                .is_some_and(|s| now >= s + limits.brokers_down_exit)
+                        );
                         // A full batch, or a due one, is flushed when there is room.
                         let room = m.in_flight.len() < limits.max_in_flight;
                         if room {
@@ -925,6 +1017,14 @@ mod tests {
                             m.flushes(&[Action::Flush { id }]);
                         }
                         continue;
+                    }
+                    Op::BrokersDown => {
+                        m.brokers_down.get_or_insert(now);
+                        st.on(Event::BrokersDown(now))
+                    }
+                    Op::BrokersUp => {
+                        m.brokers_down = None;
+                        st.on(Event::BrokersUp)
                     }
                 };
                 m.flushes(&actions);
@@ -987,7 +1087,12 @@ mod tests {
                 batch_size in 1..6usize,
                 max_in_flight in 1..4usize,
             ) {
-                run(ops, Limits { batch_size, max_wait: Duration::from_secs(1), max_in_flight })?;
+                run(ops, Limits {
+                    batch_size,
+                    max_wait: Duration::from_secs(1),
+                    max_in_flight,
+                    brokers_down_exit: Duration::from_secs(3),
+                })?;
             }
         }
     }
