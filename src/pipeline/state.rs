@@ -415,6 +415,22 @@ mod tests {
         );
     }
 
+    /// Batch `id` finished, written.
+    fn written(st: &mut ConsumerState, id: u64) -> Vec<Action> {
+        st.on(Event::BatchDone {
+            id,
+            outcome: Outcome::Written,
+        })
+    }
+
+    /// Messages in a batch of their own, flushed and written: its id.
+    fn through(st: &mut ConsumerState, partition: i32, last: i64, count: usize, t: Instant) -> u64 {
+        msgs(st, partition, last, count, t);
+        let id = st.force_flush().expect("room to flush");
+        assert!(written(st, id).is_empty());
+        id
+    }
+
     fn commits(actions: &[Action]) -> Vec<(Vec<(i32, i64)>, bool)> {
         actions
             .iter()
@@ -440,13 +456,7 @@ mod tests {
         assert_eq!(a, vec![Action::Flush { id: 1 }, Action::Resume(vec![0])]);
         assert_eq!((st.batch_id(), st.batch_len(), st.in_flight()), (2, 0, 1));
         assert!(st.on(Event::Tick(t)).is_empty(), "nothing finished yet");
-        assert!(
-            st.on(Event::BatchDone {
-                id: 1,
-                outcome: Outcome::Written
-            })
-            .is_empty()
-        );
+        assert!(written(&mut st, 1).is_empty());
         assert_eq!(commits(&st.on(Event::Tick(t))), vec![(vec![(0, 3)], false)]);
         assert!(st.on(Event::Tick(t)).is_empty(), "committed once");
     }
@@ -495,20 +505,14 @@ mod tests {
             "no spin while blocked"
         );
         assert!(st.on(Event::Tick(t)).is_empty(), "paused once");
-        st.on(Event::BatchDone {
-            id: 2,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 2);
         let a = st.on(Event::Tick(t));
         assert_eq!(
             a,
             vec![Action::Flush { id: 3 }, Action::Resume(vec![0, 1])],
             "batch 1 holds partition 0: no commit yet"
         );
-        st.on(Event::BatchDone {
-            id: 1,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 1);
         assert_eq!(commits(&st.on(Event::Tick(t))), vec![(vec![(0, 6)], false)]);
     }
 
@@ -530,20 +534,14 @@ mod tests {
         msgs(&mut st, 1, 20, 1, t);
         assert_eq!(st.force_flush(), Some(1));
         msgs(&mut st, 1, 21, 1, t);
-        st.on(Event::BatchDone {
-            id: 1,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 1);
         let a = st.on(Event::Revoked(vec![1]));
         assert_eq!(commits(&a), vec![(vec![(0, 11), (1, 21)], true)]);
         assert_eq!(st.assigned().iter().copied().collect::<Vec<_>>(), vec![0]);
         assert!(!st.positions().contains_key(&1));
         // Batch 2 holds partition 1's offset 21: revoked, it is never committed.
         assert_eq!(st.force_flush(), Some(2));
-        st.on(Event::BatchDone {
-            id: 2,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 2);
         assert!(commits(&st.on(Event::Tick(t))).is_empty());
         // Nor is a failed commit of it retried.
         assert!(
@@ -556,10 +554,7 @@ mod tests {
         // Messages of a partition not ours are written but not tracked.
         msgs(&mut st, 1, 22, 1, t);
         assert_eq!(st.force_flush(), Some(3));
-        st.on(Event::BatchDone {
-            id: 3,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 3);
         assert!(commits(&st.on(Event::Tick(t))).is_empty());
     }
 
@@ -568,22 +563,12 @@ mod tests {
         let t = Instant::now();
         let mut st = assigned(&[0, 1]);
         msgs(&mut st, 0, 4, 1, t);
-        msgs(&mut st, 1, 7, 1, t);
-        st.force_flush();
-        st.on(Event::BatchDone {
-            id: 1,
-            outcome: Outcome::Written,
-        });
+        assert_eq!(through(&mut st, 1, 7, 1, t), 1);
         assert_eq!(
             commits(&st.on(Event::Tick(t))),
             vec![(vec![(0, 5), (1, 8)], false)]
         );
-        msgs(&mut st, 0, 5, 1, t);
-        st.force_flush();
-        st.on(Event::BatchDone {
-            id: 2,
-            outcome: Outcome::Written,
-        });
+        assert_eq!(through(&mut st, 0, 5, 1, t), 2);
         assert_eq!(commits(&st.on(Event::Tick(t))), vec![(vec![(0, 6)], false)]);
         // The first commit fails late: partition 0 was committed further since.
         let a = st.on(Event::CommitFailed {
@@ -641,10 +626,7 @@ mod tests {
         msgs(&mut st, 0, 1, 2, t);
         assert_eq!(st.force_flush(), Some(1));
         assert_eq!(st.force_flush(), None, "empty");
-        st.on(Event::BatchDone {
-            id: 1,
-            outcome: Outcome::Written,
-        });
+        written(&mut st, 1);
         assert_eq!(commits(&st.on(Event::Shutdown)), vec![(vec![(0, 2)], true)]);
     }
 
@@ -652,22 +634,12 @@ mod tests {
     fn offsets_already_seen_are_not_tracked_again() {
         let t = Instant::now();
         let mut st = assigned(&[0]);
-        msgs(&mut st, 0, 9, 1, t);
-        st.force_flush();
-        st.on(Event::BatchDone {
-            id: 1,
-            outcome: Outcome::Written,
-        });
+        assert_eq!(through(&mut st, 0, 9, 1, t), 1);
         assert_eq!(
             commits(&st.on(Event::Tick(t))),
             vec![(vec![(0, 10)], false)]
         );
-        msgs(&mut st, 0, 3, 1, t);
-        st.force_flush();
-        st.on(Event::BatchDone {
-            id: 2,
-            outcome: Outcome::Written,
-        });
+        assert_eq!(through(&mut st, 0, 3, 1, t), 2);
         assert!(
             commits(&st.on(Event::Tick(t))).is_empty(),
             "never backwards"
