@@ -824,6 +824,20 @@ mod tests {
                 Ok(())
             }
 
+            /// Marks a batch's messages written (those consumed while assigned).
+            fn written(&mut self, msgs: Vec<Msg>) {
+                for msg in msgs {
+                    if let Some(e) = msg.epoch
+                        && let Some(w) = self
+                            .consumed
+                            .get_mut(&(msg.partition, e))
+                            .and_then(|c| c.get_mut(&msg.offset))
+                    {
+                        *w = true;
+                    }
+                }
+            }
+
             fn flushes(&mut self, actions: &[Action]) {
                 for a in actions {
                     if let Action::Flush { id } = a {
@@ -878,16 +892,7 @@ mod tests {
                         let id = *m.in_flight.keys().nth(pick % m.in_flight.len()).unwrap();
                         let msgs = m.in_flight.remove(&id).unwrap();
                         if outcome == Outcome::Written {
-                            for msg in msgs {
-                                if let Some(e) = msg.epoch
-                                    && let Some(w) = m
-                                        .consumed
-                                        .get_mut(&(msg.partition, e))
-                                        .and_then(|c| c.get_mut(&msg.offset))
-                                {
-                                    *w = true;
-                                }
-                            }
+                            m.written(msgs);
                         }
                         let a = st.on(Event::BatchDone { id, outcome });
                         let fatal = outcome == Outcome::Failed;
@@ -1015,16 +1020,7 @@ mod tests {
                 let Some((id, msgs)) = m.in_flight.pop_first() else {
                     break;
                 };
-                for msg in msgs {
-                    if let Some(e) = msg.epoch
-                        && let Some(w) = m
-                            .consumed
-                            .get_mut(&(msg.partition, e))
-                            .and_then(|c| c.get_mut(&msg.offset))
-                    {
-                        *w = true;
-                    }
-                }
+                m.written(msgs);
                 st.on(Event::BatchDone {
                     id,
                     outcome: Outcome::Written,
