@@ -7,6 +7,11 @@
 //! to where every message is written or dead-lettered ([`offsets`]). Must never: commit a
 //! message that is not written or dead-lettered, commit for a partition it no longer owns, or
 //! let memory grow while the sink cannot keep up (it pauses the partitions instead).
+//!
+//! Those decisions (when to flush, pause, resume, commit what, give up) are made by
+//! [`state::ConsumerState`], fed events and answering actions, with no Kafka in it and so
+//! tested on its own (property tests over random event orders); `consumer` runs the thread and
+//! the librdkafka callbacks and carries the actions out.
 
 pub mod batch;
 mod commit;
