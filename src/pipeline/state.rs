@@ -204,10 +204,6 @@ impl ConsumerState {
         &self.assigned
     }
 
-    pub fn paused(&self) -> Option<bool> {
-        self.paused
-    }
-
     /// Since when every broker is unreachable (`None`: not now).
     pub fn brokers_down_since(&self) -> Option<Instant> {
         self.brokers_down_since
@@ -216,11 +212,6 @@ impl ConsumerState {
     /// Offset of the last message consumed, per assigned partition (for the lag).
     pub fn positions(&self) -> &HashMap<i32, i64> {
         &self.positions
-    }
-
-    /// Offsets computed or failed and not (successfully) sent yet.
-    pub fn uncommitted(&self) -> &BTreeMap<i32, i64> {
-        &self.uncommitted
     }
 
     /// Per partition: how long its oldest message not yet committable has waited.
