@@ -268,11 +268,12 @@ impl ConsumerState {
                 self.paused = None;
             }
             Event::Revoked(parts) => {
+                // Sends everything uncommitted, of every partition: nothing of these stays
+                // to be retried (a failure reported later finds them no longer assigned).
                 self.commit(true, &mut out);
                 for p in &parts {
                     self.assigned.remove(p);
                     self.tracker.forget(*p);
-                    self.uncommitted.remove(p);
                     self.last_sent.remove(p);
                     self.positions.remove(p);
                 }
@@ -707,6 +708,7 @@ mod tests {
             ForceFlush,
             BrokersDown,
             BrokersUp,
+            Shutdown,
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -727,6 +729,7 @@ mod tests {
                 1 => Just(Op::ForceFlush),
                 1 => Just(Op::BrokersDown),
                 1 => Just(Op::BrokersUp),
+                1 => Just(Op::Shutdown),
             ]
         }
 
@@ -993,6 +996,15 @@ mod tests {
                     Op::BrokersUp => {
                         m.brokers_down = None;
                         st.on(Event::BrokersUp)
+                    }
+                    Op::Shutdown => {
+                        let a = st.on(Event::Shutdown);
+                        prop_assert!(
+                            a.iter()
+                                .all(|a| matches!(a, Action::Commit { sync: true, .. })),
+                            "stopping only commits, synchronously"
+                        );
+                        a
                     }
                 };
                 m.flushes(&actions);
