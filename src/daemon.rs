@@ -1,6 +1,7 @@
 //! The daemon: builds the writer, the dead-letter producer and the consumers from a
-//! [`Config`], runs until SIGTERM/SIGINT (exit 0 after a clean stop) or until every Kafka
-//! broker has been unreachable too long (exit 1, for systemd to restart us).
+//! [`Config`], runs until its `shutdown` future resolves (the binary passes SIGTERM/SIGINT;
+//! exit 0 after a clean stop) or until every Kafka broker has been unreachable too long
+//! (exit 1, for systemd to restart us).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,14 +35,16 @@ pub enum DaemonError {
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Stopped by a signal, everything written was committed.
+    /// Stopped by the shutdown future (a signal), everything written was committed.
     Clean,
     /// Gave up (brokers unreachable, a consumer thread died): restart me.
     Failed,
 }
 
-/// Runs the daemon until a signal or a fatal condition.
-pub fn run(config: Config) -> Result<Exit, DaemonError> {
+/// Runs the daemon until `shutdown` resolves (the binary passes SIGTERM/SIGINT; tests their
+/// own trigger) or a fatal condition. `shutdown` is polled on the daemon's runtime, so it may
+/// use tokio (signals, channels).
+pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, DaemonError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("persister-io")
@@ -198,16 +201,14 @@ pub fn run(config: Config) -> Result<Exit, DaemonError> {
         });
     }
 
-    // Wait for a signal, a fatal condition, or a consumer thread that ended on its own.
+    // Wait for the shutdown future, a fatal condition, or a consumer thread that ended on its
+    // own.
     let exit = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut shutdown = std::pin::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); return Exit::Clean; }
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {
-                    tracing::info!("SIGTERM: stopping"); return Exit::Clean;
-                }
+                _ = &mut shutdown => return Exit::Clean,
                 _ = tick.tick() => {
                     if control.fatal.load(Ordering::Relaxed) {
                         return Exit::Failed;

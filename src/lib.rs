@@ -30,9 +30,18 @@
 //!  pipeline  rejects → dead-letter topic; then per-partition commits of what is finished
 //! ```
 //!
-//! `daemon` wires these together and owns the life cycle (signals, fatal exits). Beside the
-//! flow: `stats` and `admin` (self-metrics, `/metrics`, `/healthz`, `/ready`), `cli` (operator
-//! commands: `convert`, `produce`, `loadgen`, `discard-sink`, `mock-kafka`).
+//! Inside `pipeline`, what a consumer decides is apart from how it talks to librdkafka:
+//! `pipeline::state` (`ConsumerState`) is fed events (messages taken, batch finished,
+//! partitions assigned or revoked, commit failed, time passed, shutdown) and answers actions
+//! (flush, pause, resume, commit, give up), with no Kafka, I/O or clock; `pipeline::consumer`
+//! owns the thread, the librdkafka callbacks (which only forward events) and carries the
+//! actions out; `pipeline::offsets` is the per-partition bookkeeping behind the commits.
+//!
+//! `daemon` wires these together and owns the life cycle: it runs until the shutdown future it
+//! is given resolves (the binary's resolves on SIGTERM/SIGINT, a test's when it likes) or a
+//! fatal condition. Beside the flow: `stats` and `admin` (self-metrics, `/metrics`,
+//! `/healthz`, `/ready`), `cli` (operator commands: `convert`, `produce`, `loadgen`,
+//! `discard-sink`, `mock-kafka`).
 //!
 //! Without the default `daemon` feature only the hot path is built (`decode`, `encode`,
 //! `convert`, `cli::convert`): what the fuzz targets need.

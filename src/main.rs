@@ -426,7 +426,13 @@ fn daemon(paths: &[PathBuf], check: bool) -> ExitCode {
         .collect::<Vec<_>>()
         .join(", ");
     tracing::info!(config = %config, version = env!("CARGO_PKG_VERSION"), "monasca-persister starting");
-    match monasca_persister::daemon::run(loaded.config) {
+    let signalled = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = terminate() => tracing::info!("SIGTERM: stopping"),
+        }
+    };
+    match monasca_persister::daemon::run(loaded.config, signalled) {
         Ok(monasca_persister::daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(monasca_persister::daemon::Exit::Failed) => {
             eprintln!(

@@ -1,7 +1,8 @@
 //! The Kafka side against librdkafka's in-process mock cluster, writing into an in-process
 //! discard sink whose answers the tests control: commits follow writes, revocation flushes and
 //! commits, a rebalance between two consumers loses nothing, a broker outage is survived,
-//! the lag gauge counts what waits and belongs to the partition's owner.
+//! the lag gauge counts what waits and belongs to the partition's owner; the whole daemon,
+//! in process, stops when its shutdown future resolves.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 struct Harness {
     rt: tokio::runtime::Runtime,
     sink: Arc<SinkStats>,
+    /// Where the sink listens.
+    port: u16,
     writer: Writer,
     cancel: CancellationToken,
 }
@@ -60,6 +63,7 @@ impl Harness {
         Harness {
             rt,
             sink,
+            port,
             writer,
             cancel,
         }
@@ -545,4 +549,141 @@ fn a_failed_batch_stops_the_consumer_instead_of_freezing_its_commits() {
     assert!(c.consumed() >= 10, "it had consumed the failed batch");
     assert_eq!(s.committed(), 0, "nothing past the failed batch committed");
     c.thread.join().unwrap();
+}
+
+/// The whole daemon, in process, on the scenario's topic and sink (one consumer: with two,
+/// the one that leaves first starts a rebalance, and the mock cluster answers the other's
+/// final commit with REBALANCE_IN_PROGRESS (Kafka accepts it; see `consumer.rs`), so what that
+/// one wrote last would be read again after a restart).
+struct Daemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<
+        Result<monasca_persister::daemon::Exit, monasca_persister::daemon::DaemonError>,
+    >,
+}
+
+impl Daemon {
+    fn start(s: &Scenario, batch_size: usize, max_wait_seconds: f64, admin_listen: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "persister-daemon-test-{}-{}",
+            std::process::id(),
+            s.topic
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("persister.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[kafka]
+uri = "{bs}"
+
+[kafka_metrics]
+topic = "{topic}"
+group_id = "g"
+batch_size = {batch_size}
+max_wait_time_seconds = {max_wait_seconds}
+num_processors = 1
+
+[kafka_alarm_history]
+enabled = false
+
+[influxdb]
+port = {port}
+database_name = "mon"
+retry_initial_ms = 20
+retry_max_seconds = 0.2
+
+[persister]
+shutdown_timeout_seconds = 10
+admin_listen = "{admin_listen}"
+"#,
+                bs = s.bs,
+                topic = s.topic,
+                port = s.h.port,
+            ),
+        )
+        .unwrap();
+        let config = monasca_persister::config::load(&path).unwrap().config;
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            monasca_persister::daemon::run(config, async {
+                let _ = stopped.await;
+            })
+        });
+        Daemon { stop, thread }
+    }
+
+    /// Resolves its shutdown future; it must return in time, cleanly.
+    fn stop(self) {
+        assert!(!self.thread.is_finished(), "runs until told to stop");
+        self.stop.send(()).unwrap();
+        wait_for("the daemon to stop", Duration::from_secs(60), || {
+            self.thread.is_finished()
+        });
+        let exit = self.thread.join().unwrap().expect("the daemon started");
+        assert_eq!(exit, monasca_persister::daemon::Exit::Clean);
+    }
+}
+
+/// Messages consumed, as the admin endpoint at `addr` counts them (0 while it does not answer).
+fn consumed_per_admin(addr: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let mut text = String::new();
+    if c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
+        || c.read_to_string(&mut text).is_err()
+    {
+        return 0;
+    }
+    text.lines()
+        .filter(|l| l.starts_with("monasca_persister_messages_consumed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn the_daemon_stops_cleanly_in_process_when_its_shutdown_future_resolves() {
+    let s = Scenario::new("d1", 3);
+    s.produce(0..300);
+    let d = Daemon::start(&s, 40, 0.2, "");
+    wait_for("every message written", Duration::from_secs(90), || {
+        s.h.received().len() == 300
+    });
+    d.stop();
+    // Stopping commits (synchronously) everything written: nothing left to wait for.
+    assert_eq!(
+        s.committed(),
+        300,
+        "what it wrote is committed when it returns"
+    );
+    assert_eq!(s.h.received(), (0..300).collect());
+}
+
+#[test]
+fn stopping_the_daemon_writes_and_commits_the_batch_that_was_not_due() {
+    let s = Scenario::new("d2", 3);
+    s.produce(0..300);
+    let admin = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // A batch neither full nor due before the test ends: only stopping sends it.
+    let d = Daemon::start(&s, 1000, 600.0, &admin);
+    wait_for("every message consumed", Duration::from_secs(90), || {
+        consumed_per_admin(&admin) == 300
+    });
+    assert!(s.h.received().is_empty(), "nothing written before the stop");
+    assert_eq!(s.committed(), 0);
+    d.stop();
+    assert_eq!(
+        s.h.received(),
+        (0..300).collect(),
+        "the stop wrote the batch"
+    );
+    assert_eq!(s.committed(), 300, "and committed it before returning");
 }

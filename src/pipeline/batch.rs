@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -73,8 +72,6 @@ pub struct PendingBatch {
     pub rejected: Vec<(usize, Reject)>,
     /// Accepted messages whose strings were altered by the sanitize policy.
     pub sanitized: usize,
-    /// When the first message arrived: the batch is due `max_wait` later.
-    pub started: Option<Instant>,
 }
 
 impl PendingBatch {
@@ -117,7 +114,6 @@ impl PendingBatch {
             payloads,
             rejected: Vec::new(),
             sanitized: 0,
-            started: None,
         }
     }
 
@@ -142,9 +138,6 @@ impl PendingBatch {
         offset: i64,
         payload: &[u8],
     ) {
-        if self.started.is_none() {
-            self.started = Some(Instant::now());
-        }
         let index = self.sources.len();
         let range = if keep_payload {
             let start = self.payloads.len();

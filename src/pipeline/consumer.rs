@@ -18,8 +18,8 @@ use super::batch::PendingBatch;
 use super::commit::CommitQueue;
 use super::deadletter::DeadLetters;
 use super::fetch::{EventQueue, Fetch, Fetched, MessageQueue};
-use super::offsets::OffsetTracker;
-use super::{BatchError, Control, Done, PipelineSettings, PipelineStats, due, process_batch};
+use super::state::{Action, ConsumerState, Event, Fatal, Limits, Outcome};
+use super::{BatchError, Control, Done, PipelineSettings, PipelineStats, process_batch};
 use crate::convert::Converter;
 use crate::sink::Writer;
 use std::sync::atomic::Ordering;
@@ -38,9 +38,6 @@ const PAUSE_WORTH_LOGGING: Duration = Duration::from_secs(2);
 /// The longest a stopping consumer waits for librdkafka to leave the group.
 const LEAVE_GROUP_LIMIT: Duration = Duration::from_secs(10);
 
-/// How long after a failed commit it is retried (unless a finished batch commits first).
-const COMMIT_RETRY: Duration = Duration::from_secs(1);
-
 /// The most events (other than messages) served in one turn of the poll loop.
 const EVENTS_MAX: usize = 1024;
 
@@ -51,21 +48,15 @@ pub struct ConsumerHandle {
 }
 
 /// Everything the poll loop and the rebalance callbacks share (they run on the same thread,
-/// one at a time; the mutex only satisfies `ConsumerContext: Sync`).
+/// one at a time; the mutex only satisfies `ConsumerContext: Sync`): the decisions
+/// ([`ConsumerState`]) and what carries them out.
 struct State {
     settings: Arc<PipelineSettings>,
+    /// What to flush, pause, commit: fed events, answers actions (see `state`).
+    machine: ConsumerState,
     converter: Converter,
+    /// The batch being filled; its id is `machine.batch_id()`.
     batch: PendingBatch,
-    next_id: u64,
-    in_flight: usize,
-    tracker: OffsetTracker,
-    /// Offsets to commit: computed and not yet sent, or sent and failed (retried).
-    uncommitted: std::collections::BTreeMap<i32, i64>,
-    /// The highest offset sent in a commit, per partition: a failed commit is retried only if
-    /// no later one was sent since.
-    last_sent: std::collections::HashMap<i32, i64>,
-    /// When to retry failed commits if no finished batch commits before.
-    retry_commit_at: Option<Instant>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
     writer: Writer,
@@ -73,18 +64,11 @@ struct State {
     stats: Arc<PipelineStats>,
     rt: tokio::runtime::Handle,
     keep_payload: bool,
-    /// Whether the assigned partitions are paused; `None` after a rebalance, when the new
-    /// assignment's state is unknown and must be set again.
-    paused: Option<bool>,
     /// Since when the partitions are paused for backpressure, and whether that was logged:
     /// a pause is logged (and its end) only once it lasts `PAUSE_WORTH_LOGGING`, since under
     /// full load short pauses come and go many times a second.
     paused_since: Option<(Instant, bool)>,
     label: String,
-    /// Offset of the last message consumed, per partition (for the lag gauge).
-    positions: std::collections::HashMap<i32, i64>,
-    /// The partitions assigned, as the rebalance callbacks told.
-    assigned: std::collections::BTreeSet<i32>,
     /// Buffers of finished batches, for the next ones.
     spares: Vec<super::batch::Spare>,
     /// The daemon's fatal switch, for a batch that failed.
@@ -101,7 +85,6 @@ struct Ctx {
     events: EventQueue,
     /// The topic, for forwarding its partitions.
     topic: std::ffi::CString,
-    brokers_down_since: Mutex<Option<Instant>>,
     /// The daemon's stop and fatal switches.
     control: Arc<Control>,
     label: String,
@@ -113,38 +96,6 @@ impl Ctx {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state usable; keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn brokers_down(&self) -> Option<Instant> {
-        *self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records that every broker is unreachable (once per outage: logged and gauged).
-    fn brokers_lost(&self, reason: &str) {
-        let mut since = self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if since.is_none() {
-            *since = Some(Instant::now());
-            self.stats.brokers_down.set(self.label.clone(), 1);
-            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
-        }
-    }
-
-    /// Records that a broker answered; ends an outage (logged once, with its length).
-    fn brokers_back(&self) {
-        let mut since = self
-            .brokers_down_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = since.take() {
-            self.stats.brokers_down.set(self.label.clone(), 0);
-            tracing::info!(consumer = %self.label, outage_seconds = t.elapsed().as_secs_f64(), "Kafka brokers reachable again");
-        }
     }
 }
 
@@ -175,8 +126,8 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
-            self.brokers_lost(reason);
-        } else if self.brokers_down().is_some() && connection_error(&error) {
+            self.state().brokers_lost(reason);
+        } else if self.state().machine.brokers_down_since().is_some() && connection_error(&error) {
             // Every reconnect fails again, and librdkafka's own suppression of repeats (same
             // text as the one before, for 30 s) does not hold: a failed TLS handshake comes in
             // two texts. The failure that took the last broker down was logged just before the
@@ -210,26 +161,35 @@ impl ConsumerContext for Ctx {
             // before their new owner starts; whatever cannot finish in time is not committed
             // (the new owner consumes it again: at-least-once, and InfluxDB overwrites the
             // identical points). A batch that cannot be sent within the in-flight bound stays
-            // (it is written later; its revoked partitions' offsets are forgotten below), so
+            // (it is written later; its revoked partitions' offsets are forgotten), so
             // rebalances during an outage do not pile up batches.
             let deadline = Instant::now() + st.settings.shutdown_timeout;
-            st.flush_by(deadline);
-            st.wait_all(deadline);
+            st.flush_by(consumer, deadline);
+            st.wait_all(consumer, deadline);
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            st.commit_revoked(consumer, &parts);
+            // Commits synchronously, then forgets the partitions. What stays uncommitted (the
+            // coordinator refused: librdkafka's mock cluster answers REBALANCE_IN_PROGRESS
+            // while the group waits for this very member to rejoin, so no retry inside the
+            // callback can help; Kafka accepts commits of the current generation then) is read
+            // again by the partitions' next owner: at-least-once, and the rewritten points are
+            // identical.
+            let actions = st.machine.on(Event::Revoked(parts.clone()));
+            let failed = st.apply(consumer, actions);
+            let pending: Vec<(i32, i64)> = failed
+                .into_iter()
+                .filter(|(p, _)| parts.contains(p))
+                .collect();
+            if !pending.is_empty() {
+                tracing::warn!(consumer = %self.label, offsets = ?pending, "could not commit revoked partitions; their next owner reads these messages again");
+            }
             for &p in &parts {
-                st.tracker.forget(p);
-                st.uncommitted.remove(&p);
-                st.last_sent.remove(&p);
-                st.positions.remove(&p);
                 // Its lag is now the new owner's to report.
                 st.stats.lag.remove(&(st.settings.topic.clone(), p));
                 st.stats
                     .oldest_uncommitted
                     .remove(&(st.settings.topic.clone(), p));
             }
-            st.paused = None;
-            tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.in_flight, "partitions revoked");
+            tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.machine.in_flight(), "partitions revoked");
         }
     }
 
@@ -239,41 +199,40 @@ impl ConsumerContext for Ctx {
         offsets: &TopicPartitionList,
     ) {
         let mut st = self.state();
-        let mut retry = Vec::new();
+        let mut failed = Vec::new();
         let mut error = result.as_ref().err().map(|e| e.to_string());
         for el in offsets.elements() {
             let Offset::Offset(o) = el.offset() else {
                 continue;
             };
-            let p = el.partition();
-            let failed = match el.error() {
+            let is_failed = match el.error() {
                 Err(e) => {
                     error.get_or_insert_with(|| e.to_string());
                     true
                 }
                 Ok(()) => result.is_err(),
             };
-            // Retry for partitions still ours, unless a later commit superseded this one.
-            if failed
-                && st.positions.contains_key(&p)
-                && st.last_sent.get(&p).is_none_or(|&sent| sent <= o)
-            {
-                let entry = st.uncommitted.entry(p).or_insert(o);
-                *entry = (*entry).max(o);
-                retry.push((p, o));
+            if is_failed {
+                failed.push((el.partition(), o));
             }
         }
-        match error {
-            None => {
-                st.stats.commits.fetch_add(1, Ordering::Relaxed);
+        let Some(e) = error else {
+            st.stats.commits.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let actions = st.machine.on(Event::CommitFailed {
+            offsets: failed,
+            now: Instant::now(),
+        });
+        let mut retried = false;
+        for a in actions {
+            if let Action::CommitRetry { offsets, .. } = a {
+                retried = true;
+                tracing::warn!(consumer = %self.label, error = %e, offsets = ?offsets, "offset commit failed; will retry");
             }
-            Some(e) if !retry.is_empty() => {
-                st.retry_commit_at = Some(Instant::now() + COMMIT_RETRY);
-                tracing::warn!(consumer = %self.label, error = %e, offsets = ?retry, "offset commit failed; will retry");
-            }
-            Some(e) => {
-                tracing::info!(consumer = %self.label, error = %e, "offset commit failed for partitions no longer ours or already committed further");
-            }
+        }
+        if !retried {
+            tracing::info!(consumer = %self.label, error = %e, "offset commit failed for partitions no longer ours or already committed further");
         }
     }
 
@@ -294,15 +253,11 @@ impl ConsumerContext for Ctx {
                         self.control.fatal.store(true, Ordering::Relaxed);
                     }
                 }
-                st.assigned.extend(&parts);
-                st.paused = None;
+                st.feed(consumer, Event::Assigned(parts.clone()));
                 tracing::info!(consumer = %self.label, partitions = ?parts, "partitions assigned");
             }
-            Rebalance::Revoke(tpl) => {
-                for e in tpl.elements() {
-                    st.assigned.remove(&e.partition());
-                }
-            }
+            // Done before the partitions went (`pre_rebalance`).
+            Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => {
                 tracing::warn!(consumer = %self.label, error = %e, "rebalance failed")
             }
@@ -313,26 +268,77 @@ impl ConsumerContext for Ctx {
         // (seen on the mock cluster: a consumer that never finished stopping).
         self.stats
             .assigned
-            .set(self.label.clone(), st.assigned.len() as i64);
+            .set(self.label.clone(), st.machine.assigned().len() as i64);
     }
 }
 
 impl State {
-    /// Hands the current batch to the runtime unless it is empty or the in-flight bound is
-    /// reached.
-    fn flush(&mut self) -> bool {
-        if self.batch.is_empty() || self.in_flight >= self.settings.max_batches_in_flight {
-            return false;
+    /// Feeds the decisions one event and carries out what they answer.
+    fn feed(&mut self, consumer: &BaseConsumer<Ctx>, event: Event) {
+        let actions = self.machine.on(event);
+        self.apply(consumer, actions);
+    }
+
+    /// Carries out `actions`, in order; answers the offsets whose commit failed.
+    fn apply(&mut self, consumer: &BaseConsumer<Ctx>, actions: Vec<Action>) -> Vec<(i32, i64)> {
+        let mut failed = Vec::new();
+        for action in actions {
+            match action {
+                Action::Flush { id } => self.hand_out(id),
+                Action::Pause(parts) => self.pause(consumer, parts, true),
+                Action::Resume(parts) => self.pause(consumer, parts, false),
+                Action::Commit { offsets, sync } => {
+                    if let Err(e) = self.commit(consumer, &offsets, sync) {
+                        tracing::warn!(consumer = %self.label, error = %e, offsets = ?offsets, "commit failed");
+                        failed.extend_from_slice(&offsets);
+                        self.feed(
+                            consumer,
+                            Event::CommitFailed {
+                                offsets,
+                                now: Instant::now(),
+                            },
+                        );
+                    }
+                }
+                Action::CommitRetry { offsets, at } => {
+                    tracing::warn!(consumer = %self.label, offsets = ?offsets, retry_in_seconds = at.saturating_duration_since(Instant::now()).as_secs_f64(), "will retry the commit");
+                }
+                Action::ProbeBrokers => {
+                    if consumer
+                        .fetch_metadata(Some(&self.settings.topic), Duration::from_secs(2))
+                        .is_ok()
+                    {
+                        self.brokers_back();
+                    } else {
+                        self.feed(consumer, Event::ProbeFailed(Instant::now()));
+                    }
+                }
+                Action::Fatal(Fatal::BrokersDown { down_for }) => {
+                    tracing::error!(consumer = %self.label, seconds = down_for.as_secs(), "every Kafka broker has been unreachable too long; exiting");
+                    self.control.fatal.store(true, Ordering::Relaxed);
+                }
+                Action::Fatal(Fatal::BatchFailed { id }) => {
+                    // Its offsets can never be committed, and so neither can any later one of
+                    // its partitions: rather than stall silently, stop (exit 1) and let
+                    // systemd restart us; the restart consumes the batch again.
+                    tracing::error!(consumer = %self.label, batch = id, "batch failed; stopping so that a restart writes it again");
+                    self.control.fatal.store(true, Ordering::Relaxed);
+                }
+            }
         }
-        self.next_id += 1;
+        failed
+    }
+
+    /// Hands the current batch (`id`) to the runtime, to be written and dead-lettered.
+    fn hand_out(&mut self, id: u64) {
         let fresh = PendingBatch::reusing(
-            self.next_id,
+            self.machine.batch_id(),
             &self.settings.routing,
             self.settings.batch_size,
             self.spares.pop().unwrap_or_default(),
         );
         let batch = std::mem::replace(&mut self.batch, fresh);
-        let id = batch.id;
+        debug_assert_eq!(batch.id, id);
         self.stats
             .sanitized
             .fetch_add(batch.sanitized as u64, Ordering::Relaxed);
@@ -362,27 +368,90 @@ impl State {
             };
             let _ = tx.send(Done { id, result });
         });
-        self.in_flight += 1;
         self.stats.batches_in_flight.fetch_add(1, Ordering::Relaxed);
-        true
+    }
+
+    /// Pauses (backpressure) or resumes `parts`.
+    fn pause(&mut self, consumer: &BaseConsumer<Ctx>, parts: Vec<i32>, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            tpl.add_partition(&self.settings.topic, p);
+        }
+        let r = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        match r {
+            Ok(()) => {
+                let n = if pause { parts.len() as i64 } else { 0 };
+                self.stats.paused.set(self.label.clone(), n);
+                tracing::debug!(consumer = %self.label, paused = pause, in_flight = self.machine.in_flight(), "backpressure");
+                if pause {
+                    self.paused_since.get_or_insert((Instant::now(), false));
+                } else if let Some((since, true)) = self.paused_since.take() {
+                    tracing::info!(consumer = %self.label, paused_seconds = since.elapsed().as_secs_f64(), "partitions resumed: the sink caught up");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.label, error = %e, "pause/resume failed");
+                self.feed(consumer, Event::PauseFailed);
+            }
+        }
+    }
+
+    /// Records that every broker is unreachable (once per outage: logged and gauged).
+    fn brokers_lost(&mut self, reason: &str) {
+        if self.machine.brokers_down_since().is_none() {
+            self.stats.brokers_down.set(self.label.clone(), 1);
+            tracing::error!(consumer = %self.label, "all Kafka brokers are down: {reason}");
+        }
+        let actions = self.machine.on(Event::BrokersDown(Instant::now()));
+        debug_assert!(actions.is_empty());
+    }
+
+    /// Records that a broker answered; ends an outage (logged once, with its length).
+    fn brokers_back(&mut self) {
+        if let Some(t) = self.machine.brokers_down_since() {
+            self.stats.brokers_down.set(self.label.clone(), 0);
+            tracing::info!(consumer = %self.label, outage_seconds = t.elapsed().as_secs_f64(), "Kafka brokers reachable again");
+            let actions = self.machine.on(Event::BrokersUp);
+            debug_assert!(actions.is_empty());
+        }
+    }
+
+    /// Logs a backpressure pause once it lasts `PAUSE_WORTH_LOGGING`.
+    fn log_long_pause(&mut self, now: Instant) {
+        if let Some((since, logged @ false)) = &mut self.paused_since
+            && now.duration_since(*since) >= PAUSE_WORTH_LOGGING
+        {
+            *logged = true;
+            tracing::info!(consumer = %self.label, in_flight = self.machine.in_flight(), "partitions paused: the sink is behind (writes slow or failing)");
+        }
     }
 
     /// Flushes the batch, first waiting until `deadline` for the in-flight bound to allow
     /// it. False if there was nothing to flush or no room in time (the batch stays).
-    fn flush_by(&mut self, deadline: Instant) -> bool {
-        while !self.batch.is_empty()
-            && self.in_flight >= self.settings.max_batches_in_flight
-            && self.finish_one_by(deadline)
+    fn flush_by(&mut self, consumer: &BaseConsumer<Ctx>, deadline: Instant) -> bool {
+        while self.machine.batch_len() > 0
+            && !self.machine.has_room()
+            && self.finish_one_by(consumer, deadline)
         {}
-        self.flush()
+        match self.machine.force_flush() {
+            Some(id) => {
+                self.hand_out(id);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Waits until `deadline` for one in-flight batch to finish; false if none did.
-    fn finish_one_by(&mut self, deadline: Instant) -> bool {
+    fn finish_one_by(&mut self, consumer: &BaseConsumer<Ctx>, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.done_rx.recv_timeout(left) {
             Ok(d) => {
-                self.finish(d);
+                self.finish(consumer, d);
                 true
             }
             Err(_) => false,
@@ -396,8 +465,11 @@ impl State {
         fetched: impl Iterator<Item = Fetch<'a>>,
         errors_logged: &mut crate::stats::RateLimit,
     ) {
+        let now = Instant::now();
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
+        let mut got_any = false;
         for f in fetched {
+            got_any = true;
             match f {
                 Fetch::Message {
                     partition,
@@ -411,7 +483,7 @@ impl State {
                         }
                         _ => {
                             if let Some(r) = run.replace((partition, 1, offset)) {
-                                self.end_run(r);
+                                self.end_run(r, now);
                             }
                         }
                     }
@@ -449,17 +521,26 @@ impl State {
             }
         }
         if let Some(r) = run {
-            self.end_run(r);
+            self.end_run(r, now);
+        }
+        if got_any {
+            // A broker answered.
+            self.brokers_back();
         }
     }
 
     /// Records a run of `n` messages of `partition` ending at `last`.
-    fn end_run(&mut self, (partition, n, last): (i32, i64, i64)) {
+    fn end_run(&mut self, (partition, n, last): (i32, i64, i64), now: Instant) {
         self.stats
             .consumed_by
             .add((self.settings.topic.clone(), partition), n);
-        self.positions.insert(partition, last);
-        self.tracker.record(partition, self.batch.id, last);
+        let actions = self.machine.on(Event::Messages {
+            partition,
+            last,
+            count: n as usize,
+            now,
+        });
+        debug_assert!(actions.is_empty(), "messages only fill the batch");
     }
 
     /// Lag per partition: the high watermark librdkafka last saw (cached, no request) minus
@@ -468,7 +549,7 @@ impl State {
         let Ok(topic) = std::ffi::CString::new(self.settings.topic.as_str()) else {
             return;
         };
-        for (&p, &last) in &self.positions {
+        for (&p, &last) in self.machine.positions() {
             let (mut low, mut high) = (-1i64, -1i64);
             // SAFETY: the client pointer is valid for the consumer's lifetime, `topic` is a
             // NUL-terminated string that outlives the call, and librdkafka only writes the two
@@ -493,7 +574,7 @@ impl State {
 
     /// The age of each partition's oldest message consumed and not yet committable, in ms.
     fn publish_uncommitted(&self, now: Instant) {
-        for (p, age) in self.tracker.oldest_uncommitted(now) {
+        for (p, age) in self.machine.oldest_uncommitted(now) {
             self.stats.oldest_uncommitted.set(
                 (self.settings.topic.clone(), p),
                 age.as_millis().min(i64::MAX as u128) as i64,
@@ -501,118 +582,78 @@ impl State {
         }
     }
 
-    fn finish(&mut self, d: Done) {
-        self.in_flight -= 1;
+    fn finish(&mut self, consumer: &BaseConsumer<Ctx>, d: Done) {
         self.stats.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
-        match d.result {
+        let outcome = match d.result {
             Ok(spare) => {
-                self.tracker.complete(d.id);
                 if self.spares.len() <= self.settings.max_batches_in_flight {
                     self.spares.push(spare);
                 }
+                Outcome::Written
             }
             Err(BatchError::Write(e)) => {
-                tracing::warn!(consumer = %self.label, batch = d.id, error = %e, "batch abandoned; its offsets stay uncommitted")
+                tracing::warn!(consumer = %self.label, batch = d.id, error = %e, "batch abandoned; its offsets stay uncommitted");
+                Outcome::Abandoned
             }
             Err(e @ BatchError::Task(_)) => {
-                // Its offsets can never be committed, and so neither can any later one of its
-                // partitions: rather than stall silently, stop (exit 1) and let systemd
-                // restart us; the restart consumes the batch again.
-                tracing::error!(consumer = %self.label, batch = d.id, error = %e, "batch failed; stopping so that a restart writes it again");
-                self.control.fatal.store(true, Ordering::Relaxed);
+                tracing::error!(consumer = %self.label, batch = d.id, error = %e, "batch task failed");
+                Outcome::Failed
             }
-        }
+        };
+        self.feed(consumer, Event::BatchDone { id: d.id, outcome });
     }
 
-    /// Takes finished batches without blocking and commits what became committable.
+    /// Takes finished batches without blocking (the next `Tick` commits).
     fn drain(&mut self, consumer: &BaseConsumer<Ctx>) {
-        let mut any = false;
         while let Ok(d) = self.done_rx.try_recv() {
-            self.finish(d);
-            any = true;
-        }
-        if any {
-            self.commit(consumer, CommitMode::Async);
+            self.finish(consumer, d);
         }
     }
 
-    /// Waits up to `timeout` for one in-flight batch to finish, then commits.
+    /// Waits up to `timeout` for one in-flight batch to finish, then takes any other.
     fn wait_one(&mut self, consumer: &BaseConsumer<Ctx>, timeout: Duration) {
         if let Ok(d) = self.done_rx.recv_timeout(timeout) {
-            self.finish(d);
-            while let Ok(d) = self.done_rx.try_recv() {
-                self.finish(d);
-            }
-            self.commit(consumer, CommitMode::Async);
+            self.finish(consumer, d);
+            self.drain(consumer);
         }
     }
 
     /// Waits for every in-flight batch, until `deadline`.
-    fn wait_all(&mut self, deadline: Instant) {
-        while self.in_flight > 0 && self.finish_one_by(deadline) {}
+    fn wait_all(&mut self, consumer: &BaseConsumer<Ctx>, deadline: Instant) {
+        while self.machine.in_flight() > 0 && self.finish_one_by(consumer, deadline) {}
     }
 
-    /// Commits synchronously before `parts` are revoked. What stays uncommitted (the
-    /// coordinator refused: librdkafka's mock cluster answers REBALANCE_IN_PROGRESS while the
-    /// group waits for this very member to rejoin, so no retry inside the callback can help;
-    /// Kafka accepts commits of the current generation then) is read again by the partitions'
-    /// next owner: at-least-once, and the rewritten points are identical.
-    fn commit_revoked(&mut self, consumer: &BaseConsumer<Ctx>, parts: &[i32]) {
-        self.commit(consumer, CommitMode::Sync);
-        let pending: Vec<(i32, i64)> = parts
-            .iter()
-            .filter_map(|p| self.uncommitted.get(p).map(|&o| (*p, o)))
-            .collect();
-        if !pending.is_empty() {
-            tracing::warn!(consumer = %self.label, offsets = ?pending, "could not commit revoked partitions; their next owner reads these messages again");
-        }
-    }
-
-    /// Commits what became committable plus what failed before. `Sync` waits for the
-    /// answer (revocation, shutdown); `Async` gets it later through `commit_callback`.
-    fn commit(&mut self, consumer: &BaseConsumer<Ctx>, mode: CommitMode) {
-        self.retry_commit_at = None;
-        for (p, o) in self.tracker.committable() {
-            self.uncommitted.insert(p, o);
-        }
-        if self.uncommitted.is_empty() {
-            return;
-        }
+    /// Commits `offsets`. `sync` waits for the answer (revocation, shutdown); otherwise it
+    /// comes later through `commit_callback`. An error: the commit did not happen.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        offsets: &[(i32, i64)],
+        sync: bool,
+    ) -> Result<(), String> {
         let mut tpl = TopicPartitionList::new();
-        for (&p, &o) in &self.uncommitted {
-            if let Err(e) = tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o)) {
-                tracing::warn!(consumer = %self.label, error = %e, "cannot build commit");
-                return;
-            }
+        for &(p, o) in offsets {
+            tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o))
+                .map_err(|e| format!("cannot build commit: {e}"))?;
         }
-        let sent = match mode {
-            CommitMode::Sync => consumer.commit(&tpl, mode).map_err(|e| e.to_string()),
+        if sync {
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| e.to_string())?;
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        } else {
             // SAFETY: on the consumer thread, while the client lives (the queue is closed
             // before it is destroyed).
-            CommitMode::Async => unsafe {
+            unsafe {
                 consumer
                     .context()
                     .commits
                     .commit(consumer.client().native_ptr(), &tpl)
             }
-            .map_err(|e| e.to_string()),
-        };
-        match sent {
-            Ok(()) => {
-                if matches!(mode, CommitMode::Sync) {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::debug!(consumer = %self.label, offsets = ?self.uncommitted, ?mode, "commit sent");
-                for (&p, &o) in &self.uncommitted {
-                    self.last_sent.insert(p, o);
-                }
-                self.uncommitted.clear();
-            }
-            Err(e) => {
-                self.retry_commit_at = Some(Instant::now() + COMMIT_RETRY);
-                tracing::warn!(consumer = %self.label, error = %e, offsets = ?self.uncommitted, "commit failed; will retry")
-            }
+            .map_err(|e| e.to_string())?;
         }
+        tracing::debug!(consumer = %self.label, offsets = ?offsets, sync, "commit sent");
+        Ok(())
     }
 }
 
@@ -641,14 +682,14 @@ pub fn spawn_consumer(
     }
     let (done_tx, done_rx) = channel();
     let state = State {
+        machine: ConsumerState::new(Limits {
+            batch_size: settings.batch_size,
+            max_wait: settings.max_wait,
+            max_in_flight: settings.max_batches_in_flight,
+            brokers_down_exit: settings.brokers_down_exit,
+        }),
         converter: Converter::new(settings.converter_policy, settings.max_message_bytes),
         batch: PendingBatch::new(1, &settings.routing, settings.batch_size),
-        next_id: 1,
-        in_flight: 0,
-        tracker: OffsetTracker::default(),
-        uncommitted: Default::default(),
-        last_sent: Default::default(),
-        retry_commit_at: None,
         done_tx,
         done_rx,
         keep_payload: dead.target.is_some(),
@@ -656,11 +697,8 @@ pub fn spawn_consumer(
         dead,
         stats,
         rt,
-        paused: None,
         paused_since: None,
         label: label.clone(),
-        positions: Default::default(),
-        assigned: Default::default(),
         spares: Vec::new(),
         control: control.clone(),
         settings: settings.clone(),
@@ -674,7 +712,6 @@ pub fn spawn_consumer(
         commits: CommitQueue::closed(),
         events: EventQueue::closed(),
         topic,
-        brokers_down_since: Mutex::new(None),
         control: control.clone(),
         label: label.clone(),
     };
@@ -707,7 +744,6 @@ fn run(
     // librdkafka objects that must go before the client does.
     let close_queues = CloseQueues(&ctx);
     let mut fetched = Fetched::with_capacity(FETCH_MAX);
-    let batch_size = settings.batch_size;
     let mut next_lag = Instant::now();
     let mut errors_logged = crate::stats::RateLimit::new(5, Duration::from_secs(30));
     loop {
@@ -718,66 +754,18 @@ fn run(
             let mut st = ctx.state();
             st.drain(&consumer);
             let now = Instant::now();
-            if st.retry_commit_at.is_some_and(|t| now >= t) {
-                st.commit(&consumer, CommitMode::Async);
-            }
             if now >= next_lag {
                 st.publish_lag(&consumer);
                 st.publish_uncommitted(now);
                 next_lag = now + settings.lag_interval;
             }
-            let due_at = due(st.batch.started, settings.max_wait);
-            if st.batch.len() >= batch_size || due_at.is_some_and(|d| now >= d) {
-                st.flush();
-            }
-            // Backpressure: a full batch with no room to send it pauses the partitions; polling
-            // goes on (group membership, callbacks) but fetches nothing.
-            let blocked =
-                st.batch.len() >= batch_size && st.in_flight >= settings.max_batches_in_flight;
-            if Some(blocked) != st.paused
-                && let Ok(assigned) = consumer.assignment()
-            {
-                let r = if blocked {
-                    consumer.pause(&assigned)
-                } else {
-                    consumer.resume(&assigned)
-                };
-                match r {
-                    Ok(()) => {
-                        st.paused = Some(blocked);
-                        let n = if blocked { assigned.count() as i64 } else { 0 };
-                        st.stats.paused.set(label.clone(), n);
-                        tracing::debug!(consumer = %label, paused = blocked, in_flight = st.in_flight, "backpressure");
-                        if blocked {
-                            st.paused_since.get_or_insert((now, false));
-                        } else if let Some((since, true)) = st.paused_since.take() {
-                            tracing::info!(consumer = %label, paused_seconds = since.elapsed().as_secs_f64(), "partitions resumed: the sink caught up");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(consumer = %label, error = %e, "pause/resume failed")
-                    }
-                }
-            }
-            if let Some((since, logged @ false)) = &mut st.paused_since
-                && now.duration_since(*since) >= PAUSE_WORTH_LOGGING
-            {
-                *logged = true;
-                tracing::info!(consumer = %label, in_flight = st.in_flight, "partitions paused: the sink is behind (writes slow or failing)");
-            }
-            // How long the wait below may last: until the batch is due, if it can be sent
-            // then. With no room in flight, only a finished batch (which ends the wait for
-            // one, see below) or new messages make progress: a due time already past must not
-            // turn the wait into a spin while the sink is down.
-            let until_due = match due(st.batch.started, settings.max_wait) {
-                Some(d) if st.in_flight < settings.max_batches_in_flight => {
-                    d.saturating_duration_since(now)
-                }
-                _ => IDLE_WAIT,
-            };
+            // Commit what finished (or retry what failed), flush a full or due batch, pause
+            // or resume.
+            st.feed(&consumer, Event::Tick(now));
+            st.log_long_pause(now);
             (
-                until_due.clamp(Duration::from_millis(1), IDLE_WAIT),
-                batch_size.saturating_sub(st.batch.len()).min(FETCH_MAX),
+                st.machine.wait(now, IDLE_WAIT),
+                st.machine.room().min(FETCH_MAX),
             )
         };
         let t0 = Instant::now();
@@ -789,7 +777,6 @@ fn run(
         loop {
             match consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    ctx.brokers_back();
                     ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                     let one = Fetch::Message {
                         partition: m.partition(),
@@ -805,7 +792,7 @@ fn run(
                 Some(Err(e)) => {
                     // Client errors came through `Ctx::error` first; while every broker is
                     // down, their echoes here say nothing new.
-                    if !(ctx.brokers_down().is_some() && connection_error(&e))
+                    if !(ctx.state().machine.brokers_down_since().is_some() && connection_error(&e))
                         && let Some(suppressed) = errors_logged.allow()
                     {
                         tracing::warn!(consumer = %label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
@@ -835,24 +822,10 @@ fn run(
             let t1 = Instant::now();
             ctx.stats.poll_seconds.add(t1 - t0);
             if n > 0 {
-                ctx.brokers_back();
                 ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
                 ctx.state().take(fetched.iter(), &mut errors_logged);
                 fetched.release();
                 ctx.stats.convert_seconds.add(t1.elapsed());
-            }
-        }
-        if let Some(since) = ctx.brokers_down()
-            && since.elapsed() >= settings.brokers_down_exit
-        {
-            if consumer
-                .fetch_metadata(Some(&settings.topic), Duration::from_secs(2))
-                .is_ok()
-            {
-                ctx.brokers_back();
-            } else {
-                tracing::error!(consumer = %label, seconds = since.elapsed().as_secs(), "every Kafka broker has been unreachable too long; exiting");
-                control.fatal.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -925,16 +898,16 @@ fn shutdown(
     let mut st = ctx.state();
     st.drain(consumer);
     let deadline = Instant::now() + settings.shutdown_timeout;
-    if !st.flush_by(deadline) && !st.batch.is_empty() {
-        tracing::warn!(consumer = %label, messages = st.batch.len(), "shutdown timeout: no room to send the last batch in time; it stays uncommitted");
+    if !st.flush_by(consumer, deadline) && st.machine.batch_len() > 0 {
+        tracing::warn!(consumer = %label, messages = st.machine.batch_len(), "shutdown timeout: no room to send the last batch in time; it stays uncommitted");
     }
-    st.wait_all(deadline);
-    if st.in_flight > 0 {
-        tracing::warn!(consumer = %label, in_flight = st.in_flight, "shutdown timeout: abandoning in-flight writes (they stay uncommitted)");
+    st.wait_all(consumer, deadline);
+    if st.machine.in_flight() > 0 {
+        tracing::warn!(consumer = %label, in_flight = st.machine.in_flight(), "shutdown timeout: abandoning in-flight writes (they stay uncommitted)");
         cancel.cancel();
-        st.wait_all(Instant::now() + Duration::from_secs(5));
+        st.wait_all(consumer, Instant::now() + Duration::from_secs(5));
     }
-    st.commit(consumer, CommitMode::Sync);
+    st.feed(consumer, Event::Shutdown);
     drop(st);
     consumer.unsubscribe();
     // SAFETY: on the consumer thread, the only one using the queues. The revocation that

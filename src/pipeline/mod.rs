@@ -7,6 +7,11 @@
 //! to where every message is written or dead-lettered ([`offsets`]). Must never: commit a
 //! message that is not written or dead-lettered, commit for a partition it no longer owns, or
 //! let memory grow while the sink cannot keep up (it pauses the partitions instead).
+//!
+//! Those decisions (when to flush, pause, resume, commit what, give up) are made by
+//! [`state::ConsumerState`], fed events and answering actions, with no Kafka in it and so
+//! tested on its own (property tests over random event orders); `consumer` runs the thread and
+//! the librdkafka callbacks and carries the actions out.
 
 pub mod batch;
 mod commit;
@@ -14,12 +19,13 @@ mod consumer;
 pub mod deadletter;
 mod fetch;
 pub mod offsets;
+pub mod state;
 
 pub use consumer::{ConsumerHandle, spawn_consumer};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -227,9 +233,4 @@ pub async fn process_batch(
     sources.clear();
     spare.sources = sources;
     Ok(spare)
-}
-
-/// When a batch started at `started` is due.
-pub fn due(started: Option<Instant>, max_wait: Duration) -> Option<Instant> {
-    started.map(|s| s + max_wait)
 }

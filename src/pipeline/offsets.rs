@@ -24,9 +24,9 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    /// Records that `offset` of `partition` went into batch `batch`. Offsets of a partition
-    /// arrive in increasing order, batches in increasing id.
-    pub fn record(&mut self, partition: i32, batch: u64, offset: i64) {
+    /// Records that `offset` of `partition` went into batch `batch` at `now`. Offsets of a
+    /// partition arrive in increasing order, batches in increasing id.
+    pub fn record(&mut self, partition: i32, batch: u64, offset: i64, now: Instant) {
         let spans = self.partitions.entry(partition).or_default();
         match spans.back_mut() {
             Some(s) if s.batch == batch => s.last = offset,
@@ -34,7 +34,7 @@ impl OffsetTracker {
                 batch,
                 last: offset,
                 done: false,
-                since: Instant::now(),
+                since: now,
             }),
         }
     }
@@ -99,14 +99,15 @@ mod tests {
 
     #[test]
     fn commits_only_a_prefix_of_finished_batches() {
+        let now = Instant::now();
         let mut t = OffsetTracker::default();
         for o in 0..10 {
-            t.record(0, 1, o);
+            t.record(0, 1, o, now);
         }
         for o in 10..20 {
-            t.record(0, 2, o);
+            t.record(0, 2, o, now);
         }
-        t.record(1, 2, 100);
+        t.record(1, 2, 100, now);
         t.complete(2);
         assert_eq!(
             t.committable(),
@@ -121,11 +122,12 @@ mod tests {
 
     #[test]
     fn interleaved_partitions_in_pipelined_batches() {
+        let now = Instant::now();
         let mut t = OffsetTracker::default();
-        t.record(0, 1, 5);
-        t.record(1, 1, 7);
-        t.record(0, 2, 6);
-        t.record(0, 3, 7);
+        t.record(0, 1, 5, now);
+        t.record(1, 1, 7, now);
+        t.record(0, 2, 6, now);
+        t.record(0, 3, 7, now);
         t.complete(3);
         t.complete(1);
         assert_eq!(t.committable(), vec![(0, 6), (1, 8)]);
@@ -135,11 +137,12 @@ mod tests {
 
     #[test]
     fn oldest_uncommitted_is_the_age_of_the_first_unfinished_span() {
+        let now = Instant::now();
         let mut t = OffsetTracker::default();
-        t.record(0, 1, 5);
-        t.record(1, 1, 9);
+        t.record(0, 1, 5, now);
+        t.record(1, 1, 9, now);
         let (since0, since1) = (t.partitions[&0][0].since, t.partitions[&1][0].since);
-        t.record(0, 2, 6);
+        t.record(0, 2, 6, now);
         let later = since0 + Duration::from_secs(30);
         assert_eq!(
             t.oldest_uncommitted(later),
@@ -160,8 +163,9 @@ mod tests {
 
     #[test]
     fn forgotten_partitions_are_never_committed() {
+        let now = Instant::now();
         let mut t = OffsetTracker::default();
-        t.record(3, 1, 50);
+        t.record(3, 1, 50, now);
         t.forget(3);
         t.complete(1);
         assert!(t.committable().is_empty());
