@@ -166,7 +166,8 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
                 dead.clone(),
                 stats.clone(),
                 control.clone(),
-                cancel.clone(),
+                // Its own: its shutdown timeout abandons only its own writes.
+                cancel.child_token(),
                 rt.handle().clone(),
             )
             .map_err(|source| DaemonError::Kafka {

@@ -117,7 +117,8 @@ impl Harness {
             dead,
             stats,
             control,
-            self.cancel.clone(),
+            // Its own, as the daemon gives each consumer.
+            self.cancel.child_token(),
             self.rt.handle().clone(),
         )
         .unwrap()
@@ -549,6 +550,52 @@ fn a_failed_batch_stops_the_consumer_instead_of_freezing_its_commits() {
     assert!(c.consumed() >= 10, "it had consumed the failed batch");
     assert_eq!(s.committed(), 0, "nothing past the failed batch committed");
     c.thread.join().unwrap();
+}
+
+#[test]
+fn one_consumers_shutdown_timeout_abandons_only_its_own_writes() {
+    let s = Scenario::new("m10", 1);
+    s.cluster.create_topic("m10b", 1, 1).unwrap();
+    s.refuse(503);
+    s.produce(0..10);
+    produce(&s.bs, "m10b", 100..110, 1);
+    let a = s.consumer(10, Duration::from_millis(50), 0);
+    let b = {
+        let control = Arc::new(Control::default());
+        let stats = Arc::new(PipelineStats::default());
+        let thread = s.h.consumer_with_stats(
+            &s.bs,
+            "m10b",
+            10,
+            Duration::from_millis(50),
+            control.clone(),
+            1,
+            stats.clone(),
+        );
+        Running {
+            control,
+            stats,
+            thread,
+        }
+    };
+    wait_for(
+        "both consumers' batches in flight",
+        Duration::from_secs(60),
+        || {
+            a.stats.batches_in_flight.load(Ordering::Relaxed) == 1
+                && b.stats.batches_in_flight.load(Ordering::Relaxed) == 1
+        },
+    );
+    // A stops while InfluxDB refuses: after its shutdown timeout it abandons its batch...
+    a.stop();
+    // ...and B's batch is still being tried, then written and committed once InfluxDB answers.
+    assert_eq!(b.stats.batches_in_flight.load(Ordering::Relaxed), 1);
+    s.refuse(0);
+    wait_for("B's batch committed", Duration::from_secs(60), || {
+        committed_total(&s.bs, "m10b", 1) == 10
+    });
+    assert_eq!(s.committed(), 0, "A's abandoned batch stays uncommitted");
+    b.stop();
 }
 
 /// The whole daemon, in process, on the scenario's topic and sink (one consumer: with two,

@@ -73,6 +73,9 @@ struct State {
     spares: Vec<super::batch::Spare>,
     /// The daemon's fatal switch, for a batch that failed.
     control: Arc<Control>,
+    /// This consumer's own: cancelled when its shutdown timeout abandons its in-flight
+    /// batches (the other consumers' writes go on).
+    abandon: CancellationToken,
 }
 
 struct Ctx {
@@ -353,11 +356,15 @@ impl State {
             .inject_batch_failure
             .swap(false, Ordering::Relaxed);
         let refused = self.settings.database_refused;
+        let abandon = self.abandon.clone();
         let handle = self.rt.spawn(async move {
             if fail {
                 panic!("injected batch failure (test hook)");
             }
-            process_batch(batch, writer, dead, stats, refused).await
+            tokio::select! {
+                r = process_batch(batch, writer, dead, stats, refused) => r,
+                _ = abandon.cancelled() => Err(crate::sink::WriteError::ShuttingDown),
+            }
         });
         self.rt.spawn(async move {
             // A panic in the batch task must still be reported, or the in-flight count and
@@ -701,6 +708,7 @@ pub fn spawn_consumer(
         label: label.clone(),
         spares: Vec::new(),
         control: control.clone(),
+        abandon: cancel.clone(),
         settings: settings.clone(),
     };
     let topic = std::ffi::CString::new(settings.topic.as_str())
