@@ -137,7 +137,21 @@ enum DialectArg {
     V3,
 }
 
+/// librdkafka takes each fetch response's buffer from the C allocator (glibc's malloc, not
+/// ours): by default glibc maps large blocks afresh and hands freed memory back to the
+/// kernel, so every fetch faulted in new zeroed pages (measured: ~80 % of the daemon's page
+/// faults, 46 000 per 600 000 messages; with this, 10 000). Keep freed memory for reuse.
+fn keep_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_c_heap();
     use clap::{CommandFactory as _, FromArgMatches as _};
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
