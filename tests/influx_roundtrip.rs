@@ -8,54 +8,12 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::BytesMut;
-use common::Influx;
 use common::strategy::{Case, assert_rejection_is_justified, case};
+use common::{Influx, Row, rows};
 use monasca_persister::{Converter, Kind, Policy};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
-
-/// One row of a query answer: measurement, time, and its non-null columns.
-#[derive(Debug)]
-struct Row {
-    measurement: String,
-    time: i64,
-    columns: BTreeMap<String, Value>,
-}
-
-fn rows(answer: &Value) -> Vec<Row> {
-    let mut out = Vec::new();
-    for series in answer["results"][0]["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let name = series["name"].as_str().expect("series name").to_owned();
-        let cols: Vec<&str> = series["columns"]
-            .as_array()
-            .expect("columns")
-            .iter()
-            .map(|c| c.as_str().expect("column name"))
-            .collect();
-        for values in series["values"].as_array().expect("values") {
-            let mut columns = BTreeMap::new();
-            let mut time = None;
-            for (c, v) in cols.iter().zip(values.as_array().expect("row")) {
-                if *c == "time" {
-                    time = v.as_i64();
-                } else if !v.is_null() {
-                    columns.insert((*c).to_owned(), v.clone());
-                }
-            }
-            out.push(Row {
-                measurement: name.clone(),
-                time: time.expect("time column"),
-                columns,
-            });
-        }
-    }
-    out
-}
 
 fn convert_all(kind: Kind, policy: Policy, messages: &[String]) -> (BytesMut, Vec<usize>) {
     let mut converter = Converter::new(policy, 1 << 20);

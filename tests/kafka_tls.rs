@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::kafka::Persister;
-use common::{Influx, TempDir, free_port, start_server};
+use common::{Influx, TempDir, free_port, make_certs, start_server};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -30,19 +30,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (Debian's `openssl` package)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A throw-away CA (`ca.pem`), a server certificate for IP 127.0.0.1 only (`server.pem`,
 /// `server.key`; no DNS name, so endpoint identification must match the IP SAN) signed by
 /// it, and a second CA that signed nothing (`other-ca.pem`).
@@ -52,53 +39,12 @@ impl Certs {
     fn make() -> Self {
         let certs = TempDir::new("kafka-tls-certs");
         let d = &certs.0;
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
-        let ca = |name: &str, cn: &str| {
-            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-            let subj = format!("/CN={cn}");
-            openssl(
-                d,
-                &[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subj,
-                    "-keyout", &key, "-out", &pem,
-                ],
-            );
-        };
-        ca("ca", "monasca-persister test CA");
-        ca("other-ca", "monasca-persister unrelated CA");
-        openssl(
+        make_certs(
             d,
+            "IP:127.0.0.1",
             &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.pem",
+                ("ca", "monasca-persister test CA"),
+                ("other-ca", "monasca-persister unrelated CA"),
             ],
         );
         Certs(certs)

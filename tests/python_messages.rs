@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use bytes::BytesMut;
-use common::Influx;
+use common::{Influx, rows};
 use monasca_persister::{Converter, Kind};
 use serde_json::Value;
 
@@ -98,50 +98,31 @@ struct Point {
 }
 
 fn points(answer: &Value) -> Vec<Point> {
-    let mut out = Vec::new();
-    for series in answer["results"][0]["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let name = series["name"].as_str().expect("series name").to_owned();
-        let cols: Vec<&str> = series["columns"]
-            .as_array()
-            .expect("columns")
-            .iter()
-            .map(|c| c.as_str().expect("column name"))
-            .collect();
-        for values in series["values"].as_array().expect("values") {
-            let mut columns = BTreeMap::new();
-            let mut time = None;
-            for (c, v) in cols.iter().zip(values.as_array().expect("row")) {
-                match (*c, v) {
-                    ("time", v) => time = v.as_i64(),
-                    (_, Value::Null) => {}
-                    ("value_meta", Value::String(s)) => {
-                        let json: Value = serde_json::from_str(s)
-                            .unwrap_or_else(|e| panic!("value_meta {s:?} is not JSON: {e}"));
-                        columns.insert("value_meta".to_owned(), format!("json {json}"));
-                    }
-                    (c, Value::String(s)) => {
-                        columns.insert(c.to_owned(), format!("str {s}"));
-                    }
-                    (c, Value::Number(n)) => {
-                        columns.insert(c.to_owned(), format!("num {}", n.as_f64().unwrap()));
-                    }
-                    (c, v) => {
-                        columns.insert(c.to_owned(), format!("other {v}"));
-                    }
-                }
-            }
-            out.push(Point {
-                measurement: name.clone(),
-                time: time.expect("time column"),
-                columns,
-            });
+    let text = |c: &str, v: Value| match (c, v) {
+        ("value_meta", Value::String(s)) => {
+            let json: Value = serde_json::from_str(&s)
+                .unwrap_or_else(|e| panic!("value_meta {s:?} is not JSON: {e}"));
+            format!("json {json}")
         }
-    }
-    out
+        (_, Value::String(s)) => format!("str {s}"),
+        (_, Value::Number(n)) => format!("num {}", n.as_f64().unwrap()),
+        (_, v) => format!("other {v}"),
+    };
+    rows(answer)
+        .into_iter()
+        .map(|r| Point {
+            measurement: r.measurement,
+            time: r.time,
+            columns: r
+                .columns
+                .into_iter()
+                .map(|(c, v)| {
+                    let t = text(&c, v);
+                    (c, t)
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// What the Python persister produced for each message: its line, or `None` if it raised.

@@ -8,12 +8,128 @@ pub mod e2e;
 pub mod kafka;
 pub mod strategy;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs `openssl` in `dir`; panics with its error output when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (Debian's `openssl` package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Throw-away certificates in `dir`: a CA per `(name, common name)` of `cas` (`<name>.pem`,
+/// `<name>.key`), and a server certificate (`server.pem`, `server.key`) for `san` (e.g.
+/// `IP:127.0.0.1`) signed by the first of them.
+pub fn make_certs(dir: &std::path::Path, san: &str, cas: &[(&str, &str)]) {
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).expect("write san.ext");
+    for (name, cn) in cas {
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subj,
+                "-keyout", &key, "-out", &pem,
+            ],
+        );
+    }
+    let (ca_pem, ca_key) = (format!("{}.pem", cas[0].0), format!("{}.key", cas[0].0));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// One row of an InfluxDB query answer (`SELECT * …`): measurement, time, and its non-null columns.
+#[derive(Debug)]
+pub struct Row {
+    pub measurement: String,
+    pub time: i64,
+    pub columns: BTreeMap<String, Value>,
+}
+
+pub fn rows(answer: &Value) -> Vec<Row> {
+    let mut out = Vec::new();
+    for series in answer["results"][0]["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = series["name"].as_str().expect("series name").to_owned();
+        let cols: Vec<&str> = series["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c.as_str().expect("column name"))
+            .collect();
+        for values in series["values"].as_array().expect("values") {
+            let mut columns = BTreeMap::new();
+            let mut time = None;
+            for (c, v) in cols.iter().zip(values.as_array().expect("row")) {
+                if *c == "time" {
+                    time = v.as_i64();
+                } else if !v.is_null() {
+                    columns.insert((*c).to_owned(), v.clone());
+                }
+            }
+            out.push(Row {
+                measurement: name.clone(),
+                time: time.expect("time column"),
+                columns,
+            });
+        }
+    }
+    out
+}
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -165,69 +281,11 @@ impl Influx {
     pub fn start_tls() -> Self {
         let certs = TempDir::new("influx-tls");
         let d = &certs.0;
-        std::fs::write(
-            d.join("san.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .expect("write san.ext");
-        let steps: [&[&str]; 3] = [
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=monasca-persister test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.pem",
-            ],
-        ];
-        for args in steps {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("run openssl (Debian's `openssl` package)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        make_certs(
+            d,
+            "DNS:localhost,IP:127.0.0.1",
+            &[("ca", "monasca-persister test CA")],
+        );
         let cert = d.join("server.pem").to_string_lossy().into_owned();
         let key = d.join("server.key").to_string_lossy().into_owned();
         Self::start_inner(
