@@ -181,12 +181,22 @@ fn falsy(v: &Json<'_, '_>) -> bool {
 /// from the end: a handful of entries, often already nearly in order, and no allocation.
 fn insert_sorted<'a>(dims: &mut Dimensions<'a>, key: &'a str, value: DimValue<'a>) {
     let mut i = dims.len();
-    while i > 0 && dims[i - 1].0 > key {
+    while i > 0 && key_less(key, dims[i - 1].0) {
         i -= 1;
     }
     if i > 0 && dims[i - 1].0 == key {
         dims[i - 1].1 = value;
     } else {
         dims.insert(i, (key, value));
+    }
+}
+
+/// `a < b` in byte order, deciding on the first byte where that suffices (dimension keys
+/// mostly differ there) instead of calling `memcmp`.
+#[inline]
+pub(crate) fn key_less(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
     }
 }

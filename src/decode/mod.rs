@@ -12,6 +12,7 @@ mod metric;
 
 pub use alarm::AlarmTransition;
 pub use json::Json;
+pub(crate) use metric::key_less;
 pub use metric::{DimValue, Dimensions, Metric, REGION_TAG, TENANT_TAG};
 
 use simd_json::{Buffers, Node, StaticNode, Tape};

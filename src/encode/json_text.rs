@@ -7,6 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use simd_json::{Node, StaticNode};
 
+use super::scan::{any, has_byte, has_less};
 use crate::decode::Json;
 
 /// Renames object keys while writing (used for alarm `sub_alarms`).
@@ -62,6 +63,13 @@ fn scalar(out: &mut BytesMut, s: StaticNode) {
 fn string(out: &mut BytesMut, s: &str) {
     out.extend_from_slice(b"\\\"");
     let bytes = s.as_bytes();
+    if !any(bytes, |x| {
+        has_less(x, 0x20) | has_byte(x, b'"') | has_byte(x, b'\\')
+    }) {
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\\\"");
+        return;
+    }
     let mut run_start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -6,7 +6,7 @@ use super::{
     EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
     kept_len, pytext, tag, timestamp, whole_line,
 };
-use crate::decode::{Metric, REGION_TAG, TENANT_TAG};
+use crate::decode::{Metric, REGION_TAG, TENANT_TAG, key_less};
 
 impl Encoder {
     /// Appends the metric's line to `out`, or appends nothing and says why not.
@@ -40,7 +40,7 @@ impl Encoder {
             };
             let mut text = [0u8; 32];
             for &(k, v) in &m.dimensions {
-                while let Some(o) = own_tags.next_if(|o| o.0 < k) {
+                while let Some(o) = own_tags.next_if(|o| key_less(o.0, k)) {
                     edits += write_own(out, o)?;
                 }
                 let v = pytext::dim_text(v, &mut text);

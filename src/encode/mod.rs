@@ -23,6 +23,7 @@ mod alarm;
 mod json_text;
 mod metric;
 mod pytext;
+mod scan;
 
 use std::fmt;
 
@@ -170,12 +171,12 @@ impl From<Policy> for Encoder {
 }
 
 /// True if an identifier byte may need escaping or checking. Space, LF and CR are below `!`;
-/// other control bytes land here too and just take the careful path. Written as a branch-free
-/// fold so the compiler checks 16 or 32 bytes at a time.
+/// other control bytes land here too and just take the careful path.
 #[inline]
 fn needs_care(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |acc, &b| {
-        acc | (b <= b' ') | (b == b',') | (b == b'=') | (b == b'\\')
+    use scan::{has_byte, has_less};
+    scan::any(bytes, |x| {
+        has_less(x, b'!') | has_byte(x, b',') | has_byte(x, b'=') | has_byte(x, b'\\')
     })
 }
 
@@ -197,16 +198,31 @@ fn kept_len(s: &str, enc: Encoder) -> usize {
 
 /// Appends an identifier escaped for the encoder's dialect. Returns how many alterations were
 /// made, or the first problem found. On error the caller truncates the line.
+#[inline]
 fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, Problem> {
     let bytes = s.as_bytes();
-    let policy = enc.policy;
     let first_bad = kind == Ident::Measurement && matches!(bytes.first(), Some(b'#' | b'\t' | 0));
-    if !first_bad && !needs_care(bytes) {
-        if bytes.is_empty() {
-            return Err(Problem::Empty);
-        }
+    if !first_bad && !bytes.is_empty() && !needs_care(bytes) {
         out.extend_from_slice(bytes);
         return Ok(0);
+    }
+    ident_careful(out, s, kind, enc, first_bad)
+}
+
+/// [`ident`] for a string that is empty or has bytes to escape or check: kept out of line,
+/// so that the common case above stays small enough to inline.
+#[inline(never)]
+fn ident_careful(
+    out: &mut BytesMut,
+    s: &str,
+    kind: Ident,
+    enc: Encoder,
+    first_bad: bool,
+) -> Result<u32, Problem> {
+    let bytes = s.as_bytes();
+    let policy = enc.policy;
+    if bytes.is_empty() {
+        return Err(Problem::Empty);
     }
     if enc.dialect == Dialect::V3 {
         return ident_v3(out, bytes, first_bad, policy);
@@ -310,12 +326,10 @@ fn ident_v3(
 fn string_field(out: &mut BytesMut, s: &str) {
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'"' || b == b'\\' {
-            out.extend_from_slice(&bytes[run_start..i]);
-            out.put_u8(b'\\');
-            run_start = i;
-        }
+    for i in memchr::memchr2_iter(b'"', b'\\', bytes) {
+        out.extend_from_slice(&bytes[run_start..i]);
+        out.put_u8(b'\\');
+        run_start = i;
     }
     out.extend_from_slice(&bytes[run_start..]);
 }
