@@ -22,6 +22,10 @@ fn main() {
             Kind::Alarms,
             include_str!("../tests/fixtures/sample-alarms.jsonl"),
         ),
+        "mix" => (
+            Kind::Metrics,
+            include_str!("../tests/fixtures/metrics-mix.jsonl"),
+        ),
         _ => (
             Kind::Metrics,
             include_str!("../tests/fixtures/sample-metrics.jsonl"),

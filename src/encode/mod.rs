@@ -174,10 +174,14 @@ impl From<Policy> for Encoder {
 /// other control bytes land here too and just take the careful path.
 #[inline]
 fn needs_care(bytes: &[u8]) -> bool {
+    scan::any(bytes, care)
+}
+
+/// The word-at-a-time test behind [`needs_care`].
+#[inline(always)]
+fn care(x: u64) -> u64 {
     use scan::{has_byte, has_less};
-    scan::any(bytes, |x| {
-        has_less(x, b'!') | has_byte(x, b',') | has_byte(x, b'=') | has_byte(x, b'\\')
-    })
+    has_less(x, b'!') | has_byte(x, b',') | has_byte(x, b'=') | has_byte(x, b'\\')
 }
 
 /// Which identifier is being written: measurements also care about their first byte.
@@ -244,9 +248,21 @@ fn ident_careful(
     };
     let mut backslashes = 0usize;
     let mut run_start = 0;
-    for (i, &b) in bytes[..end].iter().enumerate() {
+    let mut i = 0;
+    while i < end {
+        // Bytes that need no care are written as they are and end a run of backslashes.
+        let next = skip_plain(&bytes[..end], i, first_bad);
+        if next > i {
+            backslashes = 0;
+            i = next;
+            if i == end {
+                break;
+            }
+        }
+        let (at, b) = (i, bytes[i]);
+        i += 1;
         let mut c = b;
-        if i == 0 && first_bad {
+        if at == 0 && first_bad {
             fix(&mut edits, Problem::BadFirstCharacter)?;
             c = b'_';
         } else if c == b'\n' || c == b'\r' {
@@ -267,16 +283,27 @@ fn ident_careful(
         backslashes = 0;
         let escape = matches!(c, b',' | b'=' | b' ');
         if c != b || escape {
-            out.extend_from_slice(&bytes[run_start..i]);
+            out.extend_from_slice(&bytes[run_start..at]);
             if escape {
                 out.put_u8(b'\\');
             }
             out.put_u8(c);
-            run_start = i + 1;
+            run_start = at + 1;
         }
     }
     out.extend_from_slice(&bytes[run_start..end]);
     Ok(edits)
+}
+
+/// Where the careful loops of [`ident`] go on from `i`: the next byte that needs care, or
+/// `bytes.len()`; a measurement's bad first byte is always visited.
+#[inline]
+fn skip_plain(bytes: &[u8], i: usize, first_bad: bool) -> usize {
+    if i == 0 && first_bad {
+        0
+    } else {
+        i + bytes.get(i..).map_or(0, |rest| scan::find(rest, care))
+    }
 }
 
 /// [`ident`] for the v3 dialect: `,`, `=`, space and `\\` are escaped, so only line breaks
@@ -292,7 +319,11 @@ fn ident_v3(
     }
     let mut edits = 0;
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut next = 0;
+    loop {
+        let i = skip_plain(bytes, next, first_bad);
+        let Some(&b) = bytes.get(i) else { break };
+        next = i + 1;
         let c = if i == 0 && first_bad {
             Some(Problem::BadFirstCharacter)
         } else if b == b'\n' || b == b'\r' {

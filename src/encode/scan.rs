@@ -55,6 +55,32 @@ pub(super) fn any(bytes: &[u8], hit: impl Fn(u64) -> u64) -> bool {
     acc != 0
 }
 
+/// Index of the first byte of `bytes` that `hit` matches, or `bytes.len()`. Same contract for
+/// `hit` as [`any`]. Exact: the lowest flagged byte of a word is always a real match.
+#[inline(always)]
+pub(super) fn find(bytes: &[u8], hit: impl Fn(u64) -> u64) -> usize {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let m = hit(c.try_into().map_or(0, u64::from_le_bytes));
+        if m != 0 {
+            return at + (m.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return at;
+    }
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    let m = hit(u64::from_le_bytes(word));
+    if m == 0 {
+        return bytes.len();
+    }
+    at + (m.trailing_zeros() / 8) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +89,25 @@ mod tests {
         any(bytes, |x| {
             has_less(x, 0x21) | has_byte(x, b',') | has_byte(x, b'\\')
         })
+    }
+
+    #[test]
+    fn finds_the_first_special_byte() {
+        let hit = |x| has_less(x, 0x21) | has_byte(x, b',') | has_byte(x, b'\\');
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| b"az09.-_~\xc3\xa9\xff!"[i % 12]).collect();
+            assert_eq!(find(&plain, hit), len);
+            for at in 0..len {
+                for s in [b' ', 0, b',', b'\\'] {
+                    let mut v = plain.clone();
+                    v[at] = s;
+                    if at + 1 < len {
+                        v[len - 1] = b',';
+                    }
+                    assert_eq!(find(&v, hit), at, "{v:?}");
+                }
+            }
+        }
     }
 
     #[test]
