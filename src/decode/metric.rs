@@ -123,7 +123,16 @@ impl<'t, 'a> Metric<'t, 'a> {
                 });
             }
         };
-        let mut dimensions = Dimensions::new();
+        // Built in place: the dimensions are most of the struct's size, and moving it costs.
+        let mut m = Metric {
+            name,
+            dimensions: Dimensions::new(),
+            timestamp_ms,
+            value,
+            value_meta: value_meta.filter(|v| !falsy(v)),
+            tenant_id: "",
+            region: "",
+        };
         if let Some(d) = dims.filter(|d| !d.is_null()) {
             if !d.is_object() {
                 return Err(DecodeError::WrongType {
@@ -147,20 +156,13 @@ impl<'t, 'a> Metric<'t, 'a> {
                     }
                 };
                 if k != TENANT_TAG && k != REGION_TAG {
-                    insert_sorted(&mut dimensions, k, value);
+                    insert_sorted(&mut m.dimensions, k, value);
                 }
             }
         }
-        let value_meta = value_meta.filter(|v| !falsy(v));
-        Ok(Metric {
-            name,
-            dimensions,
-            timestamp_ms,
-            value,
-            value_meta,
-            tenant_id: string("meta.tenantId", tenant)?,
-            region: string("meta.region", region)?,
-        })
+        m.tenant_id = string("meta.tenantId", tenant)?;
+        m.region = string("meta.region", region)?;
+        Ok(m)
     }
 }
 
