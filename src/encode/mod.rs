@@ -202,7 +202,7 @@ fn kept_len(s: &str, enc: Encoder) -> usize {
 
 /// Appends an identifier escaped for the encoder's dialect. Returns how many alterations were
 /// made, or the first problem found. On error the caller truncates the line.
-#[inline]
+#[inline(always)]
 fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, Problem> {
     let bytes = s.as_bytes();
     let first_bad = kind == Ident::Measurement && matches!(bytes.first(), Some(b'#' | b'\t' | 0));
