@@ -36,7 +36,14 @@ impl Encoder {
                         problem: Problem::Empty,
                     });
                 }
-                tag(out, k, v, enc, |_| place.clone())
+                // The key is a constant that needs no escaping in either dialect.
+                out.put_u8(b',');
+                out.extend_from_slice(k.as_bytes());
+                out.put_u8(b'=');
+                ident(out, v, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
+                    place: place.clone(),
+                    problem,
+                })
             };
             let mut text = [0u8; 32];
             for &(k, v) in &m.dimensions {
