@@ -3,9 +3,9 @@
 //! Inputs are the sample fixtures (metrics: ~310 bytes, 2–8 dimensions, some value_meta;
 //! alarms: ~900 bytes with nested sub-alarms) and `metrics_mix` (`scripts/gen-metrics-mix`:
 //! ~640 bytes on average; unicode, URLs with `=` and `&` and other values that need escaping,
-//! numeric strings, float timestamps, value_meta absent, small or ~1 KB). Each iteration converts the whole set into a
-//! reused buffer, as a daemon worker does with a Kafka batch. Criterion reports both
-//! messages/s (`elem/s`) and bytes/s.
+//! numeric strings, float timestamps, value_meta absent, small or ~1 KB). Each iteration
+//! converts the whole set into a reused buffer, as a daemon worker does with a Kafka batch.
+//! Criterion reports both messages/s (`elem/s`) and bytes/s.
 
 use std::hint::black_box;
 
