@@ -29,7 +29,8 @@ pub struct Summary {
 /// Flush the output buffer once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
 
-/// Bytes asked of the input per read (the buffer grows beyond it only for a longer line).
+/// Size of the input buffer; each read asks for at least half of it (the buffer grows only
+/// for a line longer than that).
 const READ_AT_LEAST: usize = 1 << 20;
 
 /// Converts every line of `input`, writing lines to `out` and rejections to `err`.
@@ -79,6 +80,9 @@ pub fn run(
             lines.line(&data[start..end], &mut out)?;
             start = end + 1;
         }
+        // Reports of what was read so far go out now (at once per line when typed on a
+        // terminal, once per block from a file).
+        lines.err.flush()?;
     }
     let Lines {
         summary,
@@ -106,7 +110,7 @@ struct Lines<'c, E: Write> {
     number: u64,
     /// Converted lines not yet written.
     buf: BytesMut,
-    /// Reports, written out whenever `buf` is (so they keep their place relative to it).
+    /// Reports, written out after each block read and whenever `buf` is written.
     err: BufWriter<E>,
 }
 
