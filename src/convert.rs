@@ -83,9 +83,10 @@ impl Converter {
     ) -> Result<Encoded, Reject> {
         let encoder = self.encoder;
         match kind {
-            Kind::Metrics => self.decoder.metric(payload, |m| {
-                let m = m?;
-                Ok(encoder.metric(&m, pick(m.tenant_id))?)
+            Kind::Metrics => self.decoder.metric(payload, |m| match m {
+                // By reference: a decoded metric is large, and moving it costs.
+                Ok(ref m) => Ok(encoder.metric(m, pick(m.tenant_id))?),
+                Err(e) => Err(e.into()),
             }),
             Kind::Alarms => self.decoder.alarm(payload, |a| {
                 let a = a?;

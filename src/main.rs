@@ -319,9 +319,7 @@ fn main() -> ExitCode {
             let (stdout, stderr) = (io::stdout().lock(), io::stderr().lock());
             let result = match file.filter(|f| f.as_os_str() != "-") {
                 Some(path) => match File::open(&path) {
-                    Ok(f) => {
-                        cli::convert::run(kind, &mut converter, BufReader::new(f), stdout, stderr)
-                    }
+                    Ok(f) => cli::convert::run(kind, &mut converter, f, stdout, stderr),
                     Err(e) => {
                         eprintln!(
                             "monasca-persister convert: cannot open {}: {e}",

@@ -123,7 +123,16 @@ impl<'t, 'a> Metric<'t, 'a> {
                 });
             }
         };
-        let mut dimensions = Dimensions::new();
+        // Built in place: the dimensions are most of the struct's size, and moving it costs.
+        let mut m = Metric {
+            name,
+            dimensions: Dimensions::new(),
+            timestamp_ms,
+            value,
+            value_meta: value_meta.filter(|v| !falsy(v)),
+            tenant_id: "",
+            region: "",
+        };
         if let Some(d) = dims.filter(|d| !d.is_null()) {
             if !d.is_object() {
                 return Err(DecodeError::WrongType {
@@ -147,20 +156,13 @@ impl<'t, 'a> Metric<'t, 'a> {
                     }
                 };
                 if k != TENANT_TAG && k != REGION_TAG {
-                    insert_sorted(&mut dimensions, k, value);
+                    insert_sorted(&mut m.dimensions, k, value);
                 }
             }
         }
-        let value_meta = value_meta.filter(|v| !falsy(v));
-        Ok(Metric {
-            name,
-            dimensions,
-            timestamp_ms,
-            value,
-            value_meta,
-            tenant_id: string("meta.tenantId", tenant)?,
-            region: string("meta.region", region)?,
-        })
+        m.tenant_id = string("meta.tenantId", tenant)?;
+        m.region = string("meta.region", region)?;
+        Ok(m)
     }
 }
 
@@ -181,12 +183,22 @@ fn falsy(v: &Json<'_, '_>) -> bool {
 /// from the end: a handful of entries, often already nearly in order, and no allocation.
 fn insert_sorted<'a>(dims: &mut Dimensions<'a>, key: &'a str, value: DimValue<'a>) {
     let mut i = dims.len();
-    while i > 0 && dims[i - 1].0 > key {
+    while i > 0 && key_less(key, dims[i - 1].0) {
         i -= 1;
     }
     if i > 0 && dims[i - 1].0 == key {
         dims[i - 1].1 = value;
     } else {
         dims.insert(i, (key, value));
+    }
+}
+
+/// `a < b` in byte order, deciding on the first byte where that suffices (dimension keys
+/// mostly differ there) instead of calling `memcmp`.
+#[inline]
+pub(crate) fn key_less(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
     }
 }

@@ -12,6 +12,7 @@ mod metric;
 
 pub use alarm::AlarmTransition;
 pub use json::Json;
+pub(crate) use metric::key_less;
 pub use metric::{DimValue, Dimensions, Metric, REGION_TAG, TENANT_TAG};
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
@@ -90,7 +91,10 @@ impl Decoder {
         payload: &[u8],
         f: impl FnOnce(Result<Metric<'_, '_>, DecodeError>) -> R,
     ) -> R {
-        self.with_tape(payload, |root| f(root.and_then(Metric::from_json)))
+        self.with_tape(payload, |root| match root {
+            Ok(root) => f(Metric::from_json(root)),
+            Err(e) => f(Err(e)),
+        })
     }
 
     /// Decodes an alarm state transition and hands it (or the reason) to `f`.

@@ -7,6 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use simd_json::{Node, StaticNode};
 
+use super::scan::{find, has_byte, has_less};
 use crate::decode::Json;
 
 /// Renames object keys while writing (used for alarm `sub_alarms`).
@@ -62,8 +63,14 @@ fn scalar(out: &mut BytesMut, s: StaticNode) {
 fn string(out: &mut BytesMut, s: &str) {
     out.extend_from_slice(b"\\\"");
     let bytes = s.as_bytes();
+    let special = |x| has_less(x, 0x20) | has_byte(x, b'"') | has_byte(x, b'\\');
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut next = 0;
+    loop {
+        // The next byte to escape; the run before it is copied as it is.
+        let i = next + bytes.get(next..).map_or(0, |rest| find(rest, special));
+        let Some(&b) = bytes.get(i) else { break };
+        next = i + 1;
         let esc: &[u8] = match b {
             // JSON `\"` → field `\\\"`; JSON `\\` → field `\\\\`.
             b'"' => b"\\\\\\\"",

@@ -6,7 +6,7 @@ use super::{
     EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
     kept_len, pytext, tag, timestamp, whole_line,
 };
-use crate::decode::{Metric, REGION_TAG, TENANT_TAG};
+use crate::decode::{Metric, REGION_TAG, TENANT_TAG, key_less};
 
 impl Encoder {
     /// Appends the metric's line to `out`, or appends nothing and says why not.
@@ -36,11 +36,18 @@ impl Encoder {
                         problem: Problem::Empty,
                     });
                 }
-                tag(out, k, v, enc, |_| place.clone())
+                // The key is a constant that needs no escaping in either dialect.
+                out.put_u8(b',');
+                out.extend_from_slice(k.as_bytes());
+                out.put_u8(b'=');
+                ident(out, v, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
+                    place: place.clone(),
+                    problem,
+                })
             };
             let mut text = [0u8; 32];
             for &(k, v) in &m.dimensions {
-                while let Some(o) = own_tags.next_if(|o| o.0 < k) {
+                while let Some(o) = own_tags.next_if(|o| key_less(o.0, k)) {
                     edits += write_own(out, o)?;
                 }
                 let v = pytext::dim_text(v, &mut text);

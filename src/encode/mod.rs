@@ -23,6 +23,7 @@ mod alarm;
 mod json_text;
 mod metric;
 mod pytext;
+mod scan;
 
 use std::fmt;
 
@@ -170,13 +171,17 @@ impl From<Policy> for Encoder {
 }
 
 /// True if an identifier byte may need escaping or checking. Space, LF and CR are below `!`;
-/// other control bytes land here too and just take the careful path. Written as a branch-free
-/// fold so the compiler checks 16 or 32 bytes at a time.
+/// other control bytes land here too and just take the careful path.
 #[inline]
 fn needs_care(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |acc, &b| {
-        acc | (b <= b' ') | (b == b',') | (b == b'=') | (b == b'\\')
-    })
+    scan::any(bytes, care)
+}
+
+/// The word-at-a-time test behind [`needs_care`].
+#[inline(always)]
+fn care(x: u64) -> u64 {
+    use scan::{has_byte, has_less};
+    has_less(x, b'!') | has_byte(x, b',') | has_byte(x, b'=') | has_byte(x, b'\\')
 }
 
 /// Which identifier is being written: measurements also care about their first byte.
@@ -197,16 +202,31 @@ fn kept_len(s: &str, enc: Encoder) -> usize {
 
 /// Appends an identifier escaped for the encoder's dialect. Returns how many alterations were
 /// made, or the first problem found. On error the caller truncates the line.
+#[inline(always)]
 fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, Problem> {
     let bytes = s.as_bytes();
-    let policy = enc.policy;
     let first_bad = kind == Ident::Measurement && matches!(bytes.first(), Some(b'#' | b'\t' | 0));
-    if !first_bad && !needs_care(bytes) {
-        if bytes.is_empty() {
-            return Err(Problem::Empty);
-        }
+    if !first_bad && !bytes.is_empty() && !needs_care(bytes) {
         out.extend_from_slice(bytes);
         return Ok(0);
+    }
+    ident_careful(out, s, kind, enc, first_bad)
+}
+
+/// [`ident`] for a string that is empty or has bytes to escape or check: kept out of line,
+/// so that the common case above stays small enough to inline.
+#[inline(never)]
+fn ident_careful(
+    out: &mut BytesMut,
+    s: &str,
+    kind: Ident,
+    enc: Encoder,
+    first_bad: bool,
+) -> Result<u32, Problem> {
+    let bytes = s.as_bytes();
+    let policy = enc.policy;
+    if bytes.is_empty() {
+        return Err(Problem::Empty);
     }
     if enc.dialect == Dialect::V3 {
         return ident_v3(out, bytes, first_bad, policy);
@@ -228,9 +248,21 @@ fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, 
     };
     let mut backslashes = 0usize;
     let mut run_start = 0;
-    for (i, &b) in bytes[..end].iter().enumerate() {
+    let mut i = 0;
+    while i < end {
+        // Bytes that need no care are written as they are and end a run of backslashes.
+        let next = skip_plain(&bytes[..end], i, first_bad);
+        if next > i {
+            backslashes = 0;
+            i = next;
+            if i == end {
+                break;
+            }
+        }
+        let (at, b) = (i, bytes[i]);
+        i += 1;
         let mut c = b;
-        if i == 0 && first_bad {
+        if at == 0 && first_bad {
             fix(&mut edits, Problem::BadFirstCharacter)?;
             c = b'_';
         } else if c == b'\n' || c == b'\r' {
@@ -251,16 +283,27 @@ fn ident(out: &mut BytesMut, s: &str, kind: Ident, enc: Encoder) -> Result<u32, 
         backslashes = 0;
         let escape = matches!(c, b',' | b'=' | b' ');
         if c != b || escape {
-            out.extend_from_slice(&bytes[run_start..i]);
+            out.extend_from_slice(&bytes[run_start..at]);
             if escape {
                 out.put_u8(b'\\');
             }
             out.put_u8(c);
-            run_start = i + 1;
+            run_start = at + 1;
         }
     }
     out.extend_from_slice(&bytes[run_start..end]);
     Ok(edits)
+}
+
+/// Where the careful loops of [`ident`] go on from `i`: the next byte that needs care, or
+/// `bytes.len()`; a measurement's bad first byte is always visited.
+#[inline]
+fn skip_plain(bytes: &[u8], i: usize, first_bad: bool) -> usize {
+    if i == 0 && first_bad {
+        0
+    } else {
+        i + bytes.get(i..).map_or(0, |rest| scan::find(rest, care))
+    }
 }
 
 /// [`ident`] for the v3 dialect: `,`, `=`, space and `\\` are escaped, so only line breaks
@@ -276,7 +319,11 @@ fn ident_v3(
     }
     let mut edits = 0;
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut next = 0;
+    loop {
+        let i = skip_plain(bytes, next, first_bad);
+        let Some(&b) = bytes.get(i) else { break };
+        next = i + 1;
         let c = if i == 0 && first_bad {
             Some(Problem::BadFirstCharacter)
         } else if b == b'\n' || b == b'\r' {
@@ -310,12 +357,10 @@ fn ident_v3(
 fn string_field(out: &mut BytesMut, s: &str) {
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'"' || b == b'\\' {
-            out.extend_from_slice(&bytes[run_start..i]);
-            out.put_u8(b'\\');
-            run_start = i;
-        }
+    for i in memchr::memchr2_iter(b'"', b'\\', bytes) {
+        out.extend_from_slice(&bytes[run_start..i]);
+        out.put_u8(b'\\');
+        run_start = i;
     }
     out.extend_from_slice(&bytes[run_start..]);
 }
