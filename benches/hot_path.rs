@@ -41,10 +41,38 @@ fn bench_kind(c: &mut Criterion, name: &str, kind: Kind, messages: &[Vec<u8>]) {
     group.finish();
 }
 
+/// simd-json's parse alone (copy into a padded scratch buffer, tape into reused buffers), as
+/// the decoder calls it: the floor under `metrics`, whatever decode and encode do after it.
+fn parse_only(c: &mut Criterion, messages: &[Vec<u8>]) {
+    let mut scratch = Vec::new();
+    let mut buffers = simd_json::Buffers::default();
+    let mut tape = Some(simd_json::Tape(Vec::new()));
+    let mut run = || {
+        for m in messages {
+            scratch.clear();
+            scratch.extend_from_slice(black_box(m));
+            scratch.resize(m.len() + simd_json::INPUT_PADDING, 0);
+            let mut t = tape
+                .take()
+                .unwrap_or_else(|| simd_json::Tape(Vec::new()))
+                .reset();
+            let r = simd_json::fill_tape_padded(&mut scratch, m.len(), &mut buffers, &mut t);
+            assert!(r.is_ok());
+            black_box(t.0.len());
+            tape = Some(t.reset());
+        }
+    };
+    let mut group = c.benchmark_group("metrics_simd_json_parse_only");
+    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.bench_function("messages", |b| b.iter(&mut run));
+    group.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let metrics = load(include_str!("../tests/fixtures/sample-metrics.jsonl"));
     let alarms = load(include_str!("../tests/fixtures/sample-alarms.jsonl"));
     bench_kind(c, "metrics", Kind::Metrics, &metrics);
+    parse_only(c, &metrics);
     bench_kind(c, "alarms", Kind::Alarms, &alarms);
     let mix = load(include_str!("../tests/fixtures/metrics-mix.jsonl"));
     bench_kind(c, "metrics_mix", Kind::Metrics, &mix);
