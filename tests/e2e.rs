@@ -809,6 +809,20 @@ fn tenant_points(influx: &Influx, t: usize) -> i64 {
         .unwrap_or(0)
 }
 
+/// Produces 3 000 metrics over the three tenants and waits until the two writable tenants'
+/// 1 000 points each have landed.
+fn writable_tenants_land(s: &Setup, p: &Persister) {
+    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    wait_until(
+        "the two writable tenants' points",
+        Duration::from_secs(120),
+        p,
+        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
+    );
+}
+
 /// Reads `n` dead letters from `topic` (up to a minute): (payload, reason header).
 fn dead_letters(bootstrap: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, String)> {
     let c: BaseConsumer = ClientConfig::new()
@@ -839,15 +853,7 @@ fn a_refused_tenant_database_is_dead_lettered_and_the_other_tenants_move_on() {
     let (s, cfg) = refusing_tenant_setup(r#"dead_letter_topic = "dlq""#);
     s.tansu.create_topic("dlq", 1);
     let mut p = Persister::start(&cfg);
-    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
-    s.tansu
-        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
-    wait_until(
-        "the two writable tenants' points",
-        Duration::from_secs(120),
-        &p,
-        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
-    );
+    writable_tenants_land(&s, &p);
     // After database_refused_seconds (3), the refused tenant's lines are dead-lettered and
     // every offset is committed.
     wait_until("everything committed", Duration::from_secs(120), &p, || {
@@ -873,15 +879,7 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
     let (s, cfg) = refusing_tenant_setup("");
     let p = Persister::start(&cfg);
     let admin = p.admin_port();
-    let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
-    s.tansu
-        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
-    wait_until(
-        "the two writable tenants' points",
-        Duration::from_secs(120),
-        &p,
-        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
-    );
+    writable_tenants_land(&s, &p);
     // Past the bound, nothing is dropped: the refused database is named, /ready says no.
     wait_until(
         "the refused database named past the bound",
