@@ -82,37 +82,13 @@ fn toml_config(s: &Setup, kafka_extra: &str, extra: &str) -> std::path::PathBuf 
     } else {
         "brokers_down_exit_seconds = 120"
     };
-    let text = format!(
-        r#"
-[kafka]
-uri = "{bootstrap}"
-{down}
-{kafka_extra}
-
-[kafka_metrics]
-batch_size = 5000
-max_wait_time_seconds = 0.5
-
-[kafka_alarm_history]
-batch_size = 100
-max_wait_time_seconds = 0.5
-
-[influxdb]
-port = {port}
-database_name = "mon"
-retry_initial_ms = 50
-retry_max_seconds = 1.0
-
-[persister]
-shutdown_timeout_seconds = 10
-{extra}
-"#,
-        bootstrap = s.tansu.bootstrap(),
-        port = s.influx.port,
-    );
-    let path = s.dir.0.join("persister.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::e2e::persister_toml(
+        &s.dir.0,
+        &s.tansu.bootstrap(),
+        s.influx.port,
+        &format!("{down}\n{kafka_extra}"),
+        extra,
+    )
 }
 
 #[test]

@@ -19,7 +19,6 @@ use common::{Influx, TempDir, free_port, make_certs, start_server};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use common::e2e::{metric, metric_points};
@@ -218,27 +217,7 @@ impl TlsKafka {
         partitions: i32,
         payloads: impl IntoIterator<Item = &'a [u8]>,
     ) {
-        let p: BaseProducer = self
-            .client()
-            .set("linger.ms", "20")
-            .create()
-            .expect("TLS producer");
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let mut rec = BaseRecord::<(), [u8]>::to(topic)
-                .payload(payload)
-                .partition(i as i32 % partitions);
-            loop {
-                match p.send(rec) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        rec = r;
-                        p.poll(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-        p.flush(Duration::from_secs(60))
-            .expect("all produced over TLS");
+        common::kafka::produce_with(self.client(), topic, partitions, payloads);
     }
 
     /// Sum of the committed offsets of `group` on `topic` (0 where none), asked over TLS;
@@ -300,42 +279,17 @@ fn toml_config(
     ca: &Path,
     kafka_extra: &str,
 ) -> PathBuf {
-    let text = format!(
-        r#"
-[kafka]
-uri = "{bootstrap}"
-{kafka_extra}
-
-[kafka.properties]
-"security.protocol" = "ssl"
-"ssl.ca.location" = "{ca}"
-"ssl.endpoint.identification.algorithm" = "https"
-
-[kafka_metrics]
-batch_size = 5000
-max_wait_time_seconds = 0.5
-
-[kafka_alarm_history]
-batch_size = 100
-max_wait_time_seconds = 0.5
-
-[influxdb]
-port = {port}
-database_name = "mon"
-retry_initial_ms = 50
-retry_max_seconds = 1.0
-
-[persister]
-shutdown_timeout_seconds = 10
-admin_listen = ""
-"#,
-        bootstrap = kafka.bootstrap(),
-        ca = ca.display(),
-        port = influx.port,
-    );
-    let path = dir.join("persister.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::e2e::persister_toml(
+        dir,
+        &kafka.bootstrap(),
+        influx.port,
+        &format!(
+            "{kafka_extra}\n\n[kafka.properties]\n\"security.protocol\" = \"ssl\"\n\
+             \"ssl.ca.location\" = \"{}\"\n\"ssl.endpoint.identification.algorithm\" = \"https\"",
+            ca.display()
+        ),
+        "admin_listen = \"\"",
+    )
 }
 
 const N: usize = 5000;

@@ -8,6 +8,46 @@ use std::time::Duration;
 use super::Influx;
 use super::kafka::{Tansu, produce_to};
 
+/// Writes `<dir>/persister.toml` for the end-to-end tests: Kafka at `bootstrap` (`kafka_extra`
+/// appended to `[kafka]`), InfluxDB on `influx_port`, small batches and quick retries;
+/// `extra` appended to `[persister]`.
+pub fn persister_toml(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    influx_port: u16,
+    kafka_extra: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[kafka]
+uri = "{bootstrap}"
+{kafka_extra}
+
+[kafka_metrics]
+batch_size = 5000
+max_wait_time_seconds = 0.5
+
+[kafka_alarm_history]
+batch_size = 100
+max_wait_time_seconds = 0.5
+
+[influxdb]
+port = {influx_port}
+database_name = "mon"
+retry_initial_ms = 50
+retry_max_seconds = 1.0
+
+[persister]
+shutdown_timeout_seconds = 10
+{extra}
+"#
+    );
+    let path = dir.join("persister.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The first message's timestamp; message `i` is `i` ms later.
 pub const BASE_TS: i64 = 1_700_000_000_000;
 

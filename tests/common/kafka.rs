@@ -113,12 +113,20 @@ pub fn produce_to<'a>(
     partitions: i32,
     payloads: impl IntoIterator<Item = &'a [u8]>,
 ) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "200000")
-        .create()
-        .unwrap();
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("queue.buffering.max.messages", "200000");
+    produce_with(c, topic, partitions, payloads);
+}
+
+/// As [`produce_to`], with the client configured by `config` (TLS, say).
+pub fn produce_with<'a>(
+    mut config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let p: BaseProducer = config.set("linger.ms", "20").create().expect("producer");
     for (i, payload) in payloads.into_iter().enumerate() {
         let mut rec = BaseRecord::<(), [u8]>::to(topic)
             .payload(payload)
