@@ -118,17 +118,17 @@ impl Decoder {
                 limit: self.max_message_bytes,
             }));
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(payload);
-        self.scratch
-            .resize(payload.len() + simd_json::INPUT_PADDING, 0);
+        // The padding after the copy may hold anything (an earlier message's bytes), so the
+        // buffer is only ever grown, never cleared or zeroed per message.
+        let padded = payload.len() + simd_json::INPUT_PADDING;
+        if self.scratch.len() < padded {
+            self.scratch.resize(padded, 0);
+        }
+        let scratch = &mut self.scratch[..padded];
+        scratch[..payload.len()].copy_from_slice(payload);
         let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(|| Tape(Vec::new())).reset();
-        let parsed = simd_json::fill_tape_padded(
-            &mut self.scratch,
-            payload.len(),
-            &mut self.buffers,
-            &mut tape,
-        );
+        let parsed =
+            simd_json::fill_tape_padded(scratch, payload.len(), &mut self.buffers, &mut tape);
         let out = match parsed {
             Ok(()) => match tape.0.first() {
                 Some(_) => f(Ok(Json::new(&tape.0))),
@@ -677,5 +677,38 @@ mod tests {
                 field: "alarm-transitioned"
             })
         );
+    }
+
+    /// The scratch buffer's padding is not cleared between messages: whatever an earlier,
+    /// longer message left there (quotes, backslashes, structure) must not change how a
+    /// shorter one decodes, whether it is valid, cut off or malformed.
+    #[test]
+    fn stale_padding_from_a_longer_message_changes_nothing() {
+        let long = format!(
+            r#"{{"metric":{{"name":"{q}","dimensions":{{"{q}":"{q}"}},"timestamp":1,"value":1}},"meta":{{"tenantId":"t","region":"r"}}}}"#,
+            q = r#"\\\"\\\"}],:{[\"\\"#.repeat(40)
+        );
+        let short = [
+            envelope(r#""name":"m","timestamp":1,"value":1"#),
+            envelope(r#""name":"a\"b","dimensions":{"k":"v\\"},"timestamp":1,"value":"2""#),
+            r#"{"metric":{"name":"m"#.to_owned(),
+            r#"{"metric":{"name":"m\"#.to_owned(),
+            r#"{"metric":{"name":"m","value":1e"#.to_owned(),
+            r#"["#.to_owned(),
+            r#"""#.to_owned(),
+            "1".to_owned(),
+            String::new(),
+        ];
+        let describe = |d: &mut Decoder, json: &str| {
+            d.metric(json.as_bytes(), |m| {
+                m.map(|m| format!("{} {:?} {} {}", m.name, m.dimensions, m.value, m.tenant_id))
+            })
+        };
+        let mut reused = Decoder::default();
+        for json in &short {
+            let fresh = describe(&mut Decoder::default(), json);
+            describe(&mut reused, &long).expect("the long message is valid");
+            assert_eq!(describe(&mut reused, json), fresh, "{json}");
+        }
     }
 }

@@ -64,7 +64,7 @@ impl Encoder {
             }
             check_series_key(out, start)?;
             out.extend_from_slice(b" value=");
-            out.extend_from_slice(ryu::Buffer::new().format_finite(m.value).as_bytes());
+            out.extend_from_slice(zmij::Buffer::new().format_finite(m.value).as_bytes());
             out.extend_from_slice(b",value_meta=\"");
             match m.value_meta {
                 Some(v) => json_text::write(out, v, None),
