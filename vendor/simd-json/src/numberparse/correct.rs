@@ -51,7 +51,9 @@ fn multiply_as_u128(a: u64, b: u64) -> (u64, u64) {
 }
 
 impl Deserializer<'_> {
-    #[cfg_attr(not(feature = "no-inline"), inline)]
+    // Always inlined: stage 2 reloading a returned `Result<StaticNode>` from memory stalls
+    // (see `build_tape_avx2`).
+    #[inline(always)]
     #[allow(
         unused_unsafe,
         clippy::cast_possible_wrap,
