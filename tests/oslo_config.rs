@@ -31,10 +31,11 @@
 //! options (`[kafka] uri`, `[persister]`, …) are unknown to oslo: a file using them is ours
 //! only (oslo refuses `$kafka.uri`: no such option).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value as J;
 
@@ -58,21 +59,6 @@ const ALLOWED: &[(&str, &str, &str, &str)] = &[
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> &'static str {
-    static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new(root().join("scripts/python-reference"))
-            .output()
-            .expect("run scripts/python-reference");
-        assert!(
-            out.status.success(),
-            "scripts/python-reference failed (install-deps creates the virtualenv): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
 }
 
 fn fixture_env(text: &str) -> Vec<(String, String)> {
@@ -123,7 +109,7 @@ fn args(sources: &[Source]) -> Vec<std::ffi::OsString> {
 type Source = (bool, PathBuf);
 
 fn oslo(sources: &[Source], env: &[(String, String)]) -> Outcome {
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(common::python_reference());
     cmd.arg(root().join("tests/python/oslo_dump.py"))
         .args(args(sources));
     run(with_env(cmd, env))

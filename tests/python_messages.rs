@@ -127,16 +127,7 @@ fn points(answer: &Value) -> Vec<Point> {
 
 /// What the Python persister produced for each message: its line, or `None` if it raised.
 fn python_lines(root: &Path, input: &str) -> Vec<Option<String>> {
-    let out = Command::new(root.join("scripts/python-reference"))
-        .output()
-        .expect("run scripts/python-reference");
-    assert!(
-        out.status.success(),
-        "scripts/python-reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let python = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut child = Command::new(&python)
+    let mut child = Command::new(common::python_reference())
         .arg(root.join("tests/python/process_messages.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

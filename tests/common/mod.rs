@@ -18,6 +18,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The Python persister's reference virtualenv's interpreter (`scripts/python-reference`
+/// creates the virtualenv on first use and prints the path), looked up once per test binary.
+pub fn python_reference() -> &'static str {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-reference");
+        let out = Command::new(script)
+            .output()
+            .expect("run scripts/python-reference");
+        assert!(
+            out.status.success(),
+            "scripts/python-reference failed (install-deps creates the virtualenv): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    })
+}
+
 /// Runs `openssl` in `dir`; panics with its error output when it fails.
 pub fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("openssl")
