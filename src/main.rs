@@ -52,7 +52,9 @@ enum Command {
         /// Line-protocol escaping: v1 (InfluxDB 1.x/2.x) or v3 (VictoriaMetrics, InfluxDB 3).
         #[arg(long, value_enum, default_value = "v1")]
         line_protocol: DialectArg,
-        /// Input file; standard input when absent or `-`.
+        /// Input file; standard input when absent or `-`. A regular file is read through a
+        /// memory map: one that another process truncates meanwhile ends the command with
+        /// SIGBUS (pipe such a file in on standard input instead).
         file: Option<PathBuf>,
     },
     /// Send each line of a file (or stdin) as one Kafka message.
@@ -326,7 +328,7 @@ fn main() -> ExitCode {
             let (stdout, stderr) = (io::stdout().lock(), io::stderr().lock());
             let result = match file.filter(|f| f.as_os_str() != "-") {
                 Some(path) => match File::open(&path) {
-                    Ok(f) => cli::convert::run(kind, &mut converter, f, stdout, stderr),
+                    Ok(f) => cli::convert::run_file(kind, &mut converter, f, stdout, stderr),
                     Err(e) => {
                         eprintln!(
                             "monasca-persister convert: cannot open {}: {e}",

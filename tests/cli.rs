@@ -72,6 +72,39 @@ fn convert_of_a_missing_file_is_an_io_error() {
 }
 
 #[test]
+fn convert_of_a_file_argument_matches_convert_of_the_same_bytes_on_stdin() {
+    // The file argument is memory-mapped, stdin is read: both must give the same bytes.
+    let mut text = String::new();
+    for (i, line) in include_str!("fixtures/sample-metrics.jsonl")
+        .lines()
+        .enumerate()
+    {
+        text.push_str(line);
+        text.push_str(if i % 5 == 0 { "\n\n" } else { "\n" });
+        if i % 9 == 0 {
+            text.push_str(&line[..line.len() / 3]);
+            text.push('\n');
+        }
+    }
+    text.push_str(r#"{"metric":"#);
+    let path = temp("mapped.jsonl", &text);
+    let mut from_file = bin();
+    from_file.args(["convert", "--kind", "metrics"]).arg(&path);
+    let from_file = from_file.output().unwrap();
+    let mut from_stdin = bin();
+    from_stdin.args(["convert", "--kind", "metrics"]);
+    let from_stdin = run_with_stdin(from_stdin, text.as_bytes());
+    assert!(from_file.status.success() && from_stdin.status.success());
+    assert_eq!(from_file.stdout, from_stdin.stdout);
+    let stderr = String::from_utf8_lossy(&from_file.stderr);
+    assert_eq!(stderr, String::from_utf8_lossy(&from_stdin.stderr));
+    assert!(
+        stderr.contains("cut off") && from_file.stdout.len() > 10_000,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_non_zero() {
     let out = bin()
         .args(["convert", "--kind", "events"])

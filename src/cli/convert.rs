@@ -4,10 +4,15 @@
 //! lines the daemon would write on stdout and one `line N: <reason>` on stderr per rejected
 //! message. Reading all input is success, whatever was rejected; only I/O errors fail.
 //!
-//! Input is read in large blocks into one buffer and each line converted where it lies there
-//! (no per-line read or copy); output and reports are collected and written in large blocks.
+//! A FILE argument that names a regular file is mapped into memory and each line converted
+//! where it lies in the mapping (no copy through the kernel, no per-line read or copy);
+//! standard input and anything else is read in large blocks into one buffer and converted
+//! there. Output and reports are collected and written in large blocks.
 
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
 
 use bytes::BytesMut;
 
@@ -30,8 +35,13 @@ pub struct Summary {
 const FLUSH_AT: usize = 256 * 1024;
 
 /// Size of the input buffer; each read asks for at least half of it (the buffer grows only
-/// for a line longer than that).
-const READ_AT_LEAST: usize = 1 << 20;
+/// for a line longer than that). Small enough to stay in the core's cache between the
+/// kernel's copy and the parse.
+const READ_AT_LEAST: usize = 128 << 10;
+
+/// A mapped file's pages already converted are handed back (and reports flushed) after each
+/// this many bytes, so the process's resident size does not grow with the file.
+const MAPPED_WINDOW: usize = 8 << 20;
 
 /// Converts every line of `input`, writing lines to `out` and rejections to `err`.
 pub fn run(
@@ -41,14 +51,7 @@ pub fn run(
     mut out: impl Write,
     err: impl Write,
 ) -> io::Result<Summary> {
-    let mut lines = Lines {
-        converter,
-        kind,
-        summary: Summary::default(),
-        number: 0,
-        buf: BytesMut::with_capacity(FLUSH_AT + 64 * 1024),
-        err: BufWriter::with_capacity(64 * 1024, err),
-    };
+    let mut lines = Lines::new(converter, kind, err);
     // `data[start..filled]` is read but not yet converted (a line without its newline yet).
     let mut data = vec![0u8; READ_AT_LEAST];
     let (mut start, mut filled) = (0usize, 0usize);
@@ -84,21 +87,125 @@ pub fn run(
         // terminal, once per block from a file).
         lines.err.flush()?;
     }
-    let Lines {
-        summary,
-        buf,
-        mut err,
-        ..
-    } = lines;
-    out.write_all(&buf)?;
-    out.flush()?;
-    writeln!(
-        err,
-        "{} messages: {} converted, {} rejected, {} sanitized",
-        summary.messages, summary.accepted, summary.rejected, summary.sanitized
-    )?;
-    err.flush()?;
-    Ok(summary)
+    lines.finish(out)
+}
+
+/// Converts every line of `file` as [`run`] does. A non-empty regular file is mapped into
+/// memory and converted where it lies; anything else (a FIFO, a device, an empty file, a file
+/// that cannot be mapped) is read through [`run`].
+///
+/// The mapping reads the file as it is on disk while the command runs: if another process
+/// truncates it meanwhile, the kernel ends this one with SIGBUS. Feed such a file through
+/// standard input (`convert < FILE`), which is read with `read(2)`.
+pub fn run_file(
+    kind: Kind,
+    converter: &mut Converter,
+    file: File,
+    out: impl Write,
+    err: impl Write,
+) -> io::Result<Summary> {
+    match Mapped::new(&file) {
+        Some(map) => run_mapped(kind, converter, &map, MAPPED_WINDOW, out, err),
+        None => run(kind, converter, file, out, err),
+    }
+}
+
+/// The mapped file's lines, converted `window` bytes at a time.
+fn run_mapped(
+    kind: Kind,
+    converter: &mut Converter,
+    map: &Mapped,
+    window: usize,
+    mut out: impl Write,
+    err: impl Write,
+) -> io::Result<Summary> {
+    let mut lines = Lines::new(converter, kind, err);
+    let data = map.bytes();
+    let (mut start, mut next_release) = (0usize, window);
+    for end in memchr::memchr_iter(b'\n', data) {
+        lines.line(&data[start..end], &mut out)?;
+        start = end + 1;
+        if start >= next_release {
+            map.release(start);
+            lines.err.flush()?;
+            next_release = start + window;
+        }
+    }
+    if start < data.len() {
+        lines.line(&data[start..], &mut out)?;
+    }
+    lines.finish(out)
+}
+
+/// A whole regular file mapped read-only, private to this process.
+struct Mapped {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapped {
+    /// Maps `file` if it is a non-empty regular file; `None` otherwise (the caller reads it).
+    fn new(file: &File) -> Option<Self> {
+        let meta = file.metadata().ok()?;
+        let len = usize::try_from(meta.len()).ok()?;
+        if !meta.is_file() || len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (no address given), of a descriptor
+        // that is open for reading; the result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: the range just mapped. Advice only: a failure changes nothing.
+        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        Some(Self {
+            ptr: NonNull::new(ptr.cast())?,
+            len,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes stay mapped until `drop`. The file's contents are
+        // assumed not to change meanwhile (see `run_file`); `release` only drops pages from
+        // this process, and reading them again would fault them back in from the file.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Hands back the pages that lie wholly before `offset`: they stay in the page cache but
+    /// no longer count in this process's resident size.
+    fn release(&self, offset: usize) {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+        if page == 0 {
+            return;
+        }
+        let upto = offset.min(self.len) / page * page;
+        if upto > 0 {
+            // SAFETY: a page-aligned prefix of this mapping. On a private read-only file
+            // mapping, MADV_DONTNEED drops only this process's page table entries; the bytes
+            // read afterwards (none are: `upto` lies behind the last line converted) would
+            // come from the file again.
+            unsafe { libc::madvise(self.ptr.as_ptr().cast(), upto, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no borrow of `bytes` outlives
+        // `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }
 
 /// The per-line state of a run.
@@ -114,7 +221,37 @@ struct Lines<'c, E: Write> {
     err: BufWriter<E>,
 }
 
-impl<E: Write> Lines<'_, E> {
+impl<'c, E: Write> Lines<'c, E> {
+    fn new(converter: &'c mut Converter, kind: Kind, err: E) -> Self {
+        Self {
+            converter,
+            kind,
+            summary: Summary::default(),
+            number: 0,
+            buf: BytesMut::with_capacity(FLUSH_AT + 64 * 1024),
+            err: BufWriter::with_capacity(64 * 1024, err),
+        }
+    }
+
+    /// Writes what is left and the summary line.
+    fn finish(self, mut out: impl Write) -> io::Result<Summary> {
+        let Lines {
+            summary,
+            buf,
+            mut err,
+            ..
+        } = self;
+        out.write_all(&buf)?;
+        out.flush()?;
+        writeln!(
+            err,
+            "{} messages: {} converted, {} rejected, {} sanitized",
+            summary.messages, summary.accepted, summary.rejected, summary.sanitized
+        )?;
+        err.flush()?;
+        Ok(summary)
+    }
+
     /// Converts one input line (without its `\n`).
     fn line(&mut self, line: &[u8], out: &mut impl Write) -> io::Result<()> {
         self.number += 1;
@@ -139,5 +276,106 @@ impl<E: Write> Lines<'_, E> {
             self.buf.clear();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Valid, rejected, blank and cut-off lines, and a last line without its newline.
+    fn input() -> Vec<u8> {
+        let mut input = Vec::new();
+        for (i, line) in include_str!("../../tests/fixtures/sample-metrics.jsonl")
+            .lines()
+            .enumerate()
+        {
+            input.extend_from_slice(line.as_bytes());
+            input.extend_from_slice(match i % 7 {
+                0 => b"\n\n",
+                3 => b"\r\n",
+                _ => b"\n",
+            });
+            if i % 11 == 0 {
+                input.extend_from_slice(&line.as_bytes()[..line.len() / 2]);
+                input.extend_from_slice(b"\n{\"metric\":1}\n\xff\xfe\n");
+            }
+        }
+        input.extend_from_slice(br#"{"metric":{"name":"last""#);
+        input
+    }
+
+    fn via_run(input: &[u8]) -> (Summary, Vec<u8>, Vec<u8>) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let summary = run(
+            Kind::Metrics,
+            &mut Converter::default(),
+            input,
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        (summary, out, err)
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("mp-convert-{}-{name}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_mapped_file_converts_exactly_as_its_bytes_read_from_a_stream() {
+        let input = input();
+        let path = temp_file("mapped", &input);
+        let map = Mapped::new(&File::open(&path).unwrap()).expect("a regular file maps");
+        // Windows of one page, of a few pages and of more than the file: pages are handed
+        // back behind the line being converted, never under it.
+        for window in [4096, 3 * 4096 + 5, 1 << 30] {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let summary = run_mapped(
+                Kind::Metrics,
+                &mut Converter::default(),
+                &map,
+                window,
+                &mut out,
+                &mut err,
+            )
+            .unwrap();
+            let (want_summary, want_out, want_err) = via_run(&input);
+            assert_eq!(summary, want_summary, "window {window}");
+            assert!(
+                summary.rejected > 10 && summary.accepted > 100,
+                "{summary:?}"
+            );
+            assert_eq!(out, want_out, "window {window}");
+            assert_eq!(
+                String::from_utf8_lossy(&err),
+                String::from_utf8_lossy(&want_err),
+                "window {window}"
+            );
+        }
+        drop(map);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_is_read_not_mapped() {
+        let path = temp_file("empty", b"");
+        let file = File::open(&path).unwrap();
+        assert!(Mapped::new(&file).is_none());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let summary = run_file(
+            Kind::Alarms,
+            &mut Converter::default(),
+            file,
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        assert_eq!(summary, Summary::default());
+        assert!(out.is_empty());
+        assert_eq!(err, b"0 messages: 0 converted, 0 rejected, 0 sanitized\n");
+        std::fs::remove_file(path).unwrap();
     }
 }
