@@ -202,3 +202,34 @@ pub(crate) fn key_less(a: &str, b: &str) -> bool {
         _ => a < b,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Sorted by key in byte order, one entry per key, the last value of a repeated key:
+        /// what a map filled in document order holds.
+        #[test]
+        fn dimensions_sort_like_a_map_filled_in_document_order(
+            keys in proptest::collection::vec(
+                prop::sample::select(vec!["", "a", "ab", "b", "B", "ba", "é", "a\u{0}", "zz"]),
+                0..=16,
+            ),
+        ) {
+            let mut dims = Dimensions::new();
+            let mut model = BTreeMap::new();
+            for (i, &k) in keys.iter().enumerate() {
+                let v = DimValue::Int(i as i64);
+                insert_sorted(&mut dims, k, v);
+                model.insert(k, v);
+            }
+            let want: Vec<_> = model.into_iter().collect();
+            prop_assert_eq!(dims.as_slice(), want.as_slice());
+        }
+    }
+}
