@@ -1,10 +1,12 @@
 //! The whole `convert` command over arbitrary input: the first byte picks the kind, policy and
 //! line-protocol dialect, the rest is split into lines. Every non-blank input line is either
-//! one output line or one `line N:` report, and the summary adds up.
+//! one output line or one `line N:` report, and the summary adds up. When the first byte has
+//! bits 3 and 4 set, the input is also written to a file and converted from there (mapped):
+//! the output, the reports and the summary must be the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monasca_persister::cli::convert::run;
+use monasca_persister::cli::convert::{run, run_file};
 use monasca_persister::{Converter, Dialect, Encoder, Kind, Policy};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,5 +26,16 @@ fuzz_target!(|data: &[u8]| {
     if kind == Kind::Metrics {
         // Metric lines never hold a raw newline, so lines out = messages accepted.
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count() as u64, summary.accepted);
+    }
+    if first & 0x18 == 0x18 {
+        let path = std::env::temp_dir().join(format!("convert-fuzz-{}", std::process::id()));
+        std::fs::write(&path, input).expect("temp file");
+        let file = std::fs::File::open(&path).expect("temp file");
+        let mut converter = Converter::new(Encoder { policy, dialect }, 1 << 16);
+        let (mut out2, mut err2) = (Vec::new(), Vec::new());
+        let summary2 = run_file(kind, &mut converter, file, &mut out2, &mut err2).expect("file");
+        assert_eq!(summary2, summary);
+        assert_eq!(out2, out);
+        assert_eq!(String::from_utf8(err2).expect("reports are UTF-8"), err);
     }
 });
