@@ -30,7 +30,12 @@ fn tenant_tags(p: &influxdb_line_protocol::ParsedLine<'_>, key: &str) -> Vec<Str
 fn check_metric(m: &Metric<'_, '_>, policy: Policy) {
     let prefix = b"previous\n";
     let mut out = BytesMut::from(&prefix[..]);
-    match (Encoder { policy, ..Default::default() }).metric(m, &mut out) {
+    match (Encoder {
+        policy,
+        ..Default::default()
+    })
+    .metric(m, &mut out)
+    {
         Err(e) => {
             assert_eq!(&out[..], prefix, "rejected message left bytes behind");
             assert!(!e.to_string().is_empty());
@@ -38,12 +43,21 @@ fn check_metric(m: &Metric<'_, '_>, policy: Policy) {
         Ok(_) => {
             let line = std::str::from_utf8(&out[prefix.len()..]).expect("UTF-8 line");
             assert!(line.ends_with('\n'), "line not terminated: {line:?}");
-            assert_eq!(line.matches('\n').count(), 1, "more than one line: {line:?}");
-            assert!(!line.starts_with(['#', '\t', '\0', ' ']), "line would be skipped: {line:?}");
+            assert_eq!(
+                line.matches('\n').count(),
+                1,
+                "more than one line: {line:?}"
+            );
+            assert!(
+                !line.starts_with(['#', '\t', '\0', ' ']),
+                "line would be skipped: {line:?}"
+            );
             let clean = iox_safe(m.name)
                 && iox_safe(m.tenant_id)
                 && iox_safe(m.region)
-                && m.dimensions.iter().all(|(k, v)| iox_safe(k) && v.as_str().is_none_or(iox_safe));
+                && m.dimensions
+                    .iter()
+                    .all(|(k, v)| iox_safe(k) && v.as_str().is_none_or(iox_safe));
             if clean && policy == Policy::Reject {
                 let mut lines: Vec<_> = parse_lines(line).collect();
                 assert_eq!(lines.len(), 1, "{line:?}");
@@ -58,7 +72,12 @@ fn check_metric(m: &Metric<'_, '_>, policy: Policy) {
 
 fn check_alarm(a: &AlarmTransition<'_, '_>, policy: Policy) {
     let mut out = BytesMut::new();
-    match (Encoder { policy, ..Default::default() }).alarm(a, &mut out) {
+    match (Encoder {
+        policy,
+        ..Default::default()
+    })
+    .alarm(a, &mut out)
+    {
         Err(e) => {
             assert!(out.is_empty(), "rejected message left bytes behind");
             assert!(!e.to_string().is_empty());
