@@ -9,6 +9,7 @@
 //! standard input and anything else is read in large blocks into one buffer and converted
 //! there. Output and reports are collected and written in large blocks.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
@@ -141,6 +142,8 @@ fn run_mapped(
 struct Mapped {
     ptr: NonNull<u8>,
     len: usize,
+    /// Bytes from the start already handed back by [`Mapped::release`] (page-aligned).
+    released: Cell<usize>,
 }
 
 impl Mapped {
@@ -171,6 +174,7 @@ impl Mapped {
         Some(Self {
             ptr: NonNull::new(ptr.cast())?,
             len,
+            released: Cell::new(0),
         })
     }
 
@@ -189,13 +193,20 @@ impl Mapped {
         if page == 0 {
             return;
         }
-        let upto = offset.min(self.len) / page * page;
-        if upto > 0 {
-            // SAFETY: a page-aligned prefix of this mapping. On a private read-only file
+        let (from, upto) = (self.released.get(), offset.min(self.len) / page * page);
+        if upto > from {
+            // SAFETY: a page-aligned range of this mapping. On a private read-only file
             // mapping, MADV_DONTNEED drops only this process's page table entries; the bytes
             // read afterwards (none are: `upto` lies behind the last line converted) would
             // come from the file again.
-            unsafe { libc::madvise(self.ptr.as_ptr().cast(), upto, libc::MADV_DONTNEED) };
+            unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(from).cast(),
+                    upto - from,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            self.released.set(upto);
         }
     }
 }
@@ -355,6 +366,51 @@ mod tests {
                 "window {window}"
             );
         }
+        drop(map);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    /// Resident bytes of the mapping that starts at `addr`, from `/proc/self/smaps`.
+    fn resident(addr: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines();
+        let start = format!("{addr:x}-");
+        lines.find(|l| l.starts_with(&start)).expect("the mapping");
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        let kb: usize = rss.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    #[test]
+    fn converted_pages_of_a_mapped_file_are_handed_back() {
+        let line = include_str!("../../tests/fixtures/sample-metrics.jsonl")
+            .lines()
+            .next()
+            .unwrap();
+        let input = format!("{line}\n").repeat((8 << 20) / (line.len() + 1));
+        let path = temp_file("resident", input.as_bytes());
+        let map = Mapped::new(&File::open(&path).unwrap()).unwrap();
+        let (window, addr) = (256 << 10, map.ptr.as_ptr() as usize);
+        let convert = |window| {
+            let mut sink = io::sink();
+            run_mapped(
+                Kind::Metrics,
+                &mut Converter::default(),
+                &map,
+                window,
+                &mut sink,
+                io::sink(),
+            )
+            .unwrap()
+        };
+        let summary = convert(window);
+        assert_eq!(summary.accepted as usize, input.len() / (line.len() + 1));
+        // Everything but the last window (and the page it ends in) was handed back.
+        assert!(resident(addr) <= window + 8192, "{}", resident(addr));
+        // Without hand-backs the whole file would stay resident: the check can fail.
+        let summary = convert(usize::MAX / 2);
+        assert_eq!(summary.accepted as usize, input.len() / (line.len() + 1));
+        assert!(resident(addr) >= input.len() / 2, "{}", resident(addr));
         drop(map);
         std::fs::remove_file(path).unwrap();
     }
