@@ -377,6 +377,20 @@ pub fn render(state: &AdminState) -> String {
             rss,
         );
     }
+    if let Some(groups) = thread_cpu() {
+        let name = "monasca_persister_thread_cpu_seconds_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "CPU time (user + system) of the process's threads, by what they do: consumer \
+             (taking messages from librdkafka, decode, encode, batching), librdkafka (its own \
+             threads: fetching and parsing Kafka responses), io (HTTP writes, admin), other.",
+        );
+        for (threads, seconds) in groups {
+            let _ = writeln!(out, "{name}{{threads=\"{threads}\"}} {seconds}");
+        }
+    }
     sample(
         &mut out,
         "monasca_persister_poll_seconds_total",
@@ -416,10 +430,110 @@ fn process_usage() -> Option<(f64, u64)> {
     Some((ticks / 100.0, pages * 4096))
 }
 
+/// The group a thread's CPU time is counted in, from its name: the consumers are named
+/// `metrics-N` and `alarms-N`, librdkafka names its threads `rdk:…`, and the tokio runtime's
+/// (HTTP writes, the admin endpoint) are `persister-io`.
+fn thread_group(name: &str) -> &'static str {
+    let consumer = ["metrics-", "alarms-"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if consumer {
+        "consumer"
+    } else if name.starts_with("rdk:") {
+        "librdkafka"
+    } else if name.starts_with("persister-io") {
+        "io"
+    } else {
+        "other"
+    }
+}
+
+/// CPU seconds of this process's live threads, summed by [`thread_group`], from
+/// `/proc/self/task/*/stat` (Linux only). Threads that have ended are no longer counted, so a
+/// group's sum can drop when one ends (librdkafka's per-broker threads come and go); the
+/// process total above has all of it.
+fn thread_cpu() -> Option<[(&'static str, f64); 4]> {
+    let mut groups = [
+        ("consumer", 0.0),
+        ("librdkafka", 0.0),
+        ("io", 0.0),
+        ("other", 0.0),
+    ];
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread that ended meanwhile has no files any more: skip it.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let group = thread_group(name);
+        if let Some(g) = groups.iter_mut().find(|(n, _)| *n == group) {
+            g.1 += (ticks(11) + ticks(12)) / 100.0;
+        }
+    }
+    Some(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn threads_are_grouped_by_their_names() {
+        for (name, group) in [
+            ("metrics-0", "consumer"),
+            ("alarms-12", "consumer"),
+            ("metrics-0-close", "other"),
+            ("metrics-", "other"),
+            ("rdk:broker1", "librdkafka"),
+            ("rdk:main", "librdkafka"),
+            ("persister-io", "io"),
+            ("monasca-persist", "other"),
+        ] {
+            assert_eq!(thread_group(name), group, "{name}");
+        }
+    }
+
+    /// A thread named like a consumer that burns CPU shows up in the consumer group, and the
+    /// groups add up to no more than the whole process. The thread burns until its group has
+    /// gained 50 ms (ticks are 10 ms), so a loaded machine only makes it take longer; if the
+    /// group never grows, it gives up after 20 s of wall time.
+    #[test]
+    fn a_consumer_thread_s_cpu_time_is_counted_as_consumer() {
+        let before = thread_cpu().expect("/proc/self/task")[0].1;
+        let busy = std::thread::Builder::new()
+            .name("metrics-7".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut x = 0u64;
+                loop {
+                    for _ in 0..1_000_000 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                    // Read while this thread is still alive: an ended thread is not counted.
+                    let during = thread_cpu().expect("/proc/self/task");
+                    if during[0].1 - before >= 0.05 || start.elapsed() > Duration::from_secs(20) {
+                        return during;
+                    }
+                }
+            })
+            .expect("spawn");
+        let during = busy.join().expect("the busy thread");
+        let consumer = during[0].1;
+        assert!(
+            consumer - before >= 0.05,
+            "consumer CPU went only from {before} to {consumer} s in 20 s"
+        );
+        let total: f64 = during.iter().map(|g| g.1).sum();
+        let (process, _) = process_usage().expect("/proc/self/stat");
+        assert!(total <= process + 0.02, "{during:?} against {process}");
+    }
 
     fn state(bound: Option<Duration>) -> AdminState {
         AdminState {
