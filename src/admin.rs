@@ -449,18 +449,34 @@ fn thread_group(name: &str) -> &'static str {
     }
 }
 
-/// CPU seconds of this process's live threads, summed by [`thread_group`], from
-/// `/proc/self/task/*/stat` (Linux only). Threads that have ended are no longer counted, so a
-/// group's sum can drop when one ends (librdkafka's per-broker threads come and go); the
-/// process total above has all of it.
+/// The four thread groups, in the order [`thread_cpu`] reports them.
+const THREAD_GROUPS: [&str; 4] = ["consumer", "librdkafka", "io", "other"];
+
+/// What [`thread_cpu`] saw at its last call: each live thread's group and CPU seconds, and per
+/// group the seconds of threads that have ended since, so that every group only ever grows.
+#[derive(Default)]
+struct ThreadCpuSeen {
+    threads: std::collections::HashMap<u64, (usize, f64)>,
+    ended: [f64; 4],
+}
+
+static THREAD_CPU_SEEN: std::sync::Mutex<Option<ThreadCpuSeen>> = std::sync::Mutex::new(None);
+
+/// CPU seconds of this process's threads, summed by [`thread_group`], from
+/// `/proc/self/task/*/stat` (Linux only). A thread that has ended keeps counting with what it
+/// had used when last seen (librdkafka starts and stops a thread per broker), so each group
+/// is a counter that never goes down; only the time an ended thread used after the previous
+/// call is missing from the groups (the process total has it).
 fn thread_cpu() -> Option<[(&'static str, f64); 4]> {
-    let mut groups = [
-        ("consumer", 0.0),
-        ("librdkafka", 0.0),
-        ("io", 0.0),
-        ("other", 0.0),
-    ];
+    let mut live = std::collections::HashMap::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
         // A thread that ended meanwhile has no files any more: skip it.
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
@@ -471,18 +487,78 @@ fn thread_cpu() -> Option<[(&'static str, f64); 4]> {
         let name = head.split_once('(').map_or("", |(_, n)| n);
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let group = thread_group(name);
-        if let Some(g) = groups.iter_mut().find(|(n, _)| *n == group) {
-            g.1 += (ticks(11) + ticks(12)) / 100.0;
+        let group = THREAD_GROUPS
+            .iter()
+            .position(|g| *g == thread_group(name))
+            .unwrap_or(THREAD_GROUPS.len() - 1);
+        live.insert(tid, (group, (ticks(11) + ticks(12)) / 100.0));
+    }
+    let mut seen = THREAD_CPU_SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(ThreadCpuSeen::default);
+    for (tid, (group, secs)) in &seen.threads {
+        if !live.contains_key(tid) {
+            seen.ended[*group] += secs;
         }
     }
-    Some(groups)
+    let mut sums = seen.ended;
+    for (group, secs) in live.values() {
+        sums[*group] += secs;
+    }
+    seen.threads = live;
+    Some(std::array::from_fn(|i| (THREAD_GROUPS[i], sums[i])))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A consumer thread that has ended still counts: the group never goes down.
+    #[test]
+    fn an_ended_thread_s_time_stays_counted() {
+        let burn = |name: &str| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(|| {
+                    let start = Instant::now();
+                    let mut x = 0u64;
+                    // Until its own time shows in the group (ticks are 10 ms) or 20 s pass.
+                    while start.elapsed() < Duration::from_secs(20) {
+                        for _ in 0..1_000_000 {
+                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                        }
+                        let stat = std::fs::read_to_string("/proc/thread-self/stat")
+                            .expect("/proc/thread-self/stat");
+                        let f: Vec<&str> = stat
+                            .rsplit_once(')')
+                            .expect(")")
+                            .1
+                            .split_whitespace()
+                            .collect();
+                        let ticks: u64 = f[11].parse::<u64>().expect("utime")
+                            + f[12].parse::<u64>().expect("stime");
+                        if ticks >= 5 {
+                            // Seen while alive, so the next reading knows it.
+                            return thread_cpu().expect("/proc/self/task")[0].1;
+                        }
+                    }
+                    0.0
+                })
+                .expect("spawn")
+        };
+        let during = burn("alarms-9").join().expect("the busy thread");
+        assert!(
+            during >= 0.05,
+            "the live thread's time is counted: {during}"
+        );
+        let after = thread_cpu().expect("/proc/self/task")[0].1;
+        assert!(
+            after >= during,
+            "the group went down from {during} to {after}"
+        );
+    }
 
     #[test]
     fn threads_are_grouped_by_their_names() {
