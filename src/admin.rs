@@ -515,40 +515,50 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Runs a thread named `name` that burns CPU until `done` (asked between bursts, on that
+    /// thread, so while it is alive) gives an answer, or 20 s of wall time pass: a loaded
+    /// machine only makes it take longer. Returns the answer.
+    fn burn<T: Send + 'static>(
+        name: &str,
+        done: impl Fn() -> Option<T> + Send + 'static,
+    ) -> Option<T> {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_secs(20) {
+                    for _ in 0..1_000_000 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                    if let Some(answer) = done() {
+                        return Some(answer);
+                    }
+                }
+                None
+            })
+            .expect("spawn")
+            .join()
+            .expect("the busy thread")
+    }
+
+    /// CPU ticks (10 ms) the calling thread has used.
+    fn own_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self");
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+
     /// A consumer thread that has ended still counts: the group never goes down.
     #[test]
     fn an_ended_thread_s_time_stays_counted() {
-        let burn = |name: &str| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(|| {
-                    let start = Instant::now();
-                    let mut x = 0u64;
-                    // Until its own time shows in the group (ticks are 10 ms) or 20 s pass.
-                    while start.elapsed() < Duration::from_secs(20) {
-                        for _ in 0..1_000_000 {
-                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                        }
-                        let stat = std::fs::read_to_string("/proc/thread-self/stat")
-                            .expect("/proc/thread-self/stat");
-                        let f: Vec<&str> = stat
-                            .rsplit_once(')')
-                            .expect(")")
-                            .1
-                            .split_whitespace()
-                            .collect();
-                        let ticks: u64 = f[11].parse::<u64>().expect("utime")
-                            + f[12].parse::<u64>().expect("stime");
-                        if ticks >= 5 {
-                            // Seen while alive, so the next reading knows it.
-                            return thread_cpu().expect("/proc/self/task")[0].1;
-                        }
-                    }
-                    0.0
-                })
-                .expect("spawn")
-        };
-        let during = burn("alarms-9").join().expect("the busy thread");
+        // Read once the thread's own time is 50 ms, so this reading knows the thread.
+        let during = burn("alarms-9", || {
+            (own_ticks() >= 5).then(|| thread_cpu().expect("/proc/self/task")[0].1)
+        })
+        .expect("the thread used 50 ms within 20 s");
         assert!(
             during >= 0.05,
             "the live thread's time is counted: {during}"
@@ -577,35 +587,15 @@ mod tests {
     }
 
     /// A thread named like a consumer that burns CPU shows up in the consumer group, and the
-    /// groups add up to no more than the whole process. The thread burns until its group has
-    /// gained 50 ms (ticks are 10 ms), so a loaded machine only makes it take longer; if the
-    /// group never grows, it gives up after 20 s of wall time.
+    /// groups add up to no more than the whole process.
     #[test]
     fn a_consumer_thread_s_cpu_time_is_counted_as_consumer() {
         let before = thread_cpu().expect("/proc/self/task")[0].1;
-        let busy = std::thread::Builder::new()
-            .name("metrics-7".into())
-            .spawn(move || {
-                let start = Instant::now();
-                let mut x = 0u64;
-                loop {
-                    for _ in 0..1_000_000 {
-                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                    }
-                    // Read while this thread is still alive: an ended thread is not counted.
-                    let during = thread_cpu().expect("/proc/self/task");
-                    if during[0].1 - before >= 0.05 || start.elapsed() > Duration::from_secs(20) {
-                        return during;
-                    }
-                }
-            })
-            .expect("spawn");
-        let during = busy.join().expect("the busy thread");
-        let consumer = during[0].1;
-        assert!(
-            consumer - before >= 0.05,
-            "consumer CPU went only from {before} to {consumer} s in 20 s"
-        );
+        let during = burn("metrics-7", move || {
+            let during = thread_cpu().expect("/proc/self/task");
+            (during[0].1 - before >= 0.05).then_some(during)
+        })
+        .unwrap_or_else(|| panic!("the consumer group did not grow by 50 ms in 20 s"));
         let total: f64 = during.iter().map(|g| g.1).sum();
         let (process, _) = process_usage().expect("/proc/self/stat");
         assert!(total <= process + 0.02, "{during:?} against {process}");
