@@ -28,6 +28,8 @@ pub struct AdminState {
     pub started: Instant,
     /// `/ready` fails once a message has waited longer than this uncommitted (`None`: never).
     pub ready_max_uncommitted: Option<std::time::Duration>,
+    /// `/ready` fails once a partition has been unreadable longer than this (`None`: never).
+    pub ready_max_unreadable: Option<std::time::Duration>,
 }
 
 /// Serves until `shutdown`.
@@ -91,8 +93,9 @@ async fn handle(
     })
 }
 
-/// Ready: partitions assigned, the latest InfluxDB write did not fail, and no message has
-/// waited uncommitted longer than the bound. Also the JSON detail.
+/// Ready: partitions assigned, the latest InfluxDB write did not fail, no message has
+/// waited uncommitted longer than the bound, and no partition has been unreadable longer than
+/// its bound. Also the JSON detail, which names every unreadable partition.
 fn readiness(state: &AdminState) -> (bool, String) {
     let assigned = state.pipeline.assigned.sum();
     let databases = state.writer.failing_databases();
@@ -108,17 +111,45 @@ fn readiness(state: &AdminState) -> (bool, String) {
     let stuck = state
         .ready_max_uncommitted
         .is_some_and(|max| oldest_ms as u128 > max.as_millis());
-    let ready = assigned > 0 && !failing && !stuck;
+    let unreadable = unreadable_seconds(&state.pipeline);
+    let unreadable_too_long = state.ready_max_unreadable.is_some_and(|max| {
+        unreadable
+            .iter()
+            .any(|(.., secs)| *secs > max.as_secs_f64())
+    });
+    let ready = assigned > 0 && !failing && !stuck && !unreadable_too_long;
     let names: Vec<String> = databases
         .iter()
         .map(|d| format!("\"{}\"", json_escape(&d.db)))
         .collect();
+    let partitions: Vec<String> = unreadable
+        .iter()
+        .map(|((topic, partition, cause), secs)| {
+            format!(
+                r#"{{"topic":"{}","partition":{partition},"cause":"{cause}","seconds":{secs:.1}}}"#,
+                json_escape(topic)
+            )
+        })
+        .collect();
     let body = format!(
-        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"failing_databases":[{}],"oldest_uncommitted_seconds":{:.1}}}"#,
+        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"failing_databases":[{}],"oldest_uncommitted_seconds":{:.1},"unreadable_partitions":[{}]}}"#,
         names.join(","),
-        oldest_ms as f64 / 1000.0
+        oldest_ms as f64 / 1000.0,
+        partitions.join(",")
     );
     (ready, body)
+}
+
+/// Each unreadable partition with how long it has been unreadable, in seconds.
+fn unreadable_seconds(p: &PipelineStats) -> Vec<((String, i32, &'static str), f64)> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    p.unreadable_since
+        .snapshot()
+        .into_iter()
+        .map(|(k, since)| (k, (now_ms - since).max(0) as f64 / 1000.0))
+        .collect()
 }
 
 /// A string as the inside of a JSON string literal.
@@ -282,6 +313,32 @@ pub fn render(state: &AdminState) -> String {
         let _ = writeln!(
             out,
             "monasca_persister_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {v}",
+            label(&topic)
+        );
+    }
+    header(
+        &mut out,
+        "monasca_persister_partition_read_errors_total",
+        "counter",
+        "Errors librdkafka reported for a partition instead of its messages, by cause (decompression, crc, corrupt, other).",
+    );
+    for ((topic, partition, cause), v) in p.read_errors.snapshot() {
+        let _ = writeln!(
+            out,
+            "monasca_persister_partition_read_errors_total{{topic=\"{}\",partition=\"{partition}\",cause=\"{cause}\"}} {v}",
+            label(&topic)
+        );
+    }
+    header(
+        &mut out,
+        "monasca_persister_partition_unreadable_seconds",
+        "gauge",
+        "How long a partition has been unreadable (its messages wait; nothing is skipped); absent while readable.",
+    );
+    for ((topic, partition, cause), secs) in unreadable_seconds(p) {
+        let _ = writeln!(
+            out,
+            "monasca_persister_partition_unreadable_seconds{{topic=\"{}\",partition=\"{partition}\",cause=\"{cause}\"}} {secs:.1}",
             label(&topic)
         );
     }
@@ -607,7 +664,41 @@ mod tests {
             writer: Arc::new(WriterStats::default()),
             started: Instant::now(),
             ready_max_uncommitted: bound,
+            ready_max_unreadable: Some(Duration::from_secs(60)),
         }
+    }
+
+    #[test]
+    fn a_partition_unreadable_past_the_bound_makes_it_unready_and_is_named() {
+        let s = state(None);
+        s.pipeline.assigned.set("metrics-0".into(), 4);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let key = ("metrics".to_string(), 3, "decompression");
+        s.pipeline
+            .unreadable_since
+            .set(key.clone(), now_ms - 30_000);
+        let (ready, body) = readiness(&s);
+        assert!(ready, "within the bound: {body}");
+        assert!(
+            body.contains(r#""unreadable_partitions":[{"topic":"metrics","partition":3,"cause":"decompression","seconds":30."#),
+            "named while still within the bound: {body}"
+        );
+        s.pipeline
+            .unreadable_since
+            .set(key.clone(), now_ms - 61_000);
+        let (ready, body) = readiness(&s);
+        assert!(!ready, "past the bound: {body}");
+        assert!(body.contains(r#""partition":3"#), "{body}");
+        let text = render(&s);
+        assert!(
+            text.contains(r#"monasca_persister_partition_unreadable_seconds{topic="metrics",partition="3",cause="decompression"} 61."#),
+            "{text}"
+        );
+        s.pipeline.unreadable_since.remove(&key);
+        assert!(readiness(&s).0, "readable again");
     }
 
     #[test]

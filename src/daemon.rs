@@ -186,6 +186,8 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             started: std::time::Instant::now(),
             ready_max_uncommitted: (config.persister.ready_max_uncommitted_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(config.persister.ready_max_uncommitted_seconds)),
+            ready_max_unreadable: (config.persister.ready_max_unreadable_seconds > 0.0)
+                .then(|| Duration::from_secs_f64(config.persister.ready_max_unreadable_seconds)),
         });
         let addr = config.persister.admin_listen.clone();
         let stop = admin_stop.clone();

@@ -478,6 +478,7 @@ const OURS: &[(&str, &str, K)] = &[
     ("persister", "admin_listen", K::Str),
     ("persister", "lag_interval_seconds", K::Float),
     ("persister", "ready_max_uncommitted_seconds", K::Float),
+    ("persister", "ready_max_unreadable_seconds", K::Float),
     ("persister", "database_refused_seconds", K::Float),
 ];
 

@@ -204,6 +204,10 @@ pub struct PersisterConfig {
     /// `/ready` answers 503 once a message has waited this long, consumed but not committed
     /// (writes failing, a stuck batch). 0: never.
     pub ready_max_uncommitted_seconds: f64,
+    /// `/ready` answers 503 once a partition has been unreadable this long (librdkafka
+    /// reports an error for it instead of its messages: a batch it cannot decompress, a
+    /// corrupt one). 0: never.
+    pub ready_max_unreadable_seconds: f64,
     /// With a dead-letter topic: a database that refuses every write (403 for a missing
     /// grant, a v2 bucket that does not exist) for this long has its lines dead-lettered
     /// (reason `database_refused`) so the others move on. Without one, they wait.
@@ -223,6 +227,7 @@ impl Default for PersisterConfig {
             admin_listen: "127.0.0.1:9091".into(),
             lag_interval_seconds: 1.0,
             ready_max_uncommitted_seconds: 300.0,
+            ready_max_unreadable_seconds: 60.0,
             database_refused_seconds: 300.0,
         }
     }
@@ -539,6 +544,14 @@ impl Config {
         {
             return bad(
                 "persister.ready_max_uncommitted_seconds",
+                "must be a non-negative number (0: never)",
+            );
+        }
+        if !(self.persister.ready_max_unreadable_seconds >= 0.0
+            && self.persister.ready_max_unreadable_seconds.is_finite())
+        {
+            return bad(
+                "persister.ready_max_unreadable_seconds",
                 "must be a non-negative number (0: never)",
             );
         }

@@ -19,6 +19,7 @@ use super::commit::CommitQueue;
 use super::deadletter::DeadLetters;
 use super::fetch::{EventQueue, Fetch, Fetched, MessageQueue};
 use super::state::{Action, ConsumerState, Event, Fatal, Limits, Outcome};
+use super::unreadable::{Cause, Report, Unreadable};
 use super::{BatchError, Control, Done, PipelineSettings, PipelineStats, process_batch};
 use crate::convert::Converter;
 use crate::sink::Writer;
@@ -76,6 +77,8 @@ struct State {
     /// This consumer's own: cancelled when its shutdown timeout abandons its in-flight
     /// batches (the other consumers' writes go on).
     abandon: CancellationToken,
+    /// Partitions librdkafka reports errors for instead of messages.
+    unreadable: Unreadable,
 }
 
 struct Ctx {
@@ -191,7 +194,9 @@ impl ConsumerContext for Ctx {
                 st.stats
                     .oldest_uncommitted
                     .remove(&(st.settings.topic.clone(), p));
+                st.clear_unreadable(p);
             }
+            st.unreadable.forget(&parts);
             tracing::info!(consumer = %self.label, partitions = ?parts, in_flight = st.machine.in_flight(), "partitions revoked");
         }
     }
@@ -467,11 +472,7 @@ impl State {
 
     /// Converts fetched messages into the current batch (which has room for all of them);
     /// bookkeeping is per run of one partition's messages, not per message.
-    fn take<'a>(
-        &mut self,
-        fetched: impl Iterator<Item = Fetch<'a>>,
-        errors_logged: &mut crate::stats::RateLimit,
-    ) {
+    fn take<'a>(&mut self, fetched: impl Iterator<Item = Fetch<'a>>) {
         let now = Instant::now();
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
         let mut got_any = false;
@@ -520,11 +521,7 @@ impl State {
                     partition,
                     code,
                     detail,
-                } => {
-                    if let Some(suppressed) = errors_logged.allow() {
-                        tracing::warn!(consumer = %self.label, partition, error = %code, suppressed_since_last = suppressed, "Kafka consume error: {detail}");
-                    }
-                }
+                } => self.read_error(partition, code, &detail, now),
             }
         }
         if let Some(r) = run {
@@ -536,8 +533,91 @@ impl State {
         }
     }
 
+    /// An error librdkafka reported for `partition` instead of its messages: counted, and
+    /// logged once per state change (see `unreadable`), not once per repeat.
+    fn read_error(&mut self, partition: i32, code: RDKafkaErrorCode, detail: &str, now: Instant) {
+        let cause = Cause::of(code, detail);
+        self.stats
+            .read_errors
+            .add((self.settings.topic.clone(), partition, cause.label()), 1);
+        if let Some(r) = self.unreadable.error(partition, cause, detail, now) {
+            self.report_unreadable(r);
+        }
+    }
+
+    /// Logs a change of a partition's readability and publishes it for `/metrics` and
+    /// `/ready`.
+    fn report_unreadable(&mut self, r: Report) {
+        let topic = &self.settings.topic;
+        match r {
+            Report::Began {
+                partition,
+                cause,
+                detail,
+            } => {
+                self.clear_unreadable(partition);
+                let epoch_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                self.stats
+                    .unreadable_since
+                    .set((topic.clone(), partition, cause.label()), epoch_ms);
+                tracing::warn!(consumer = %self.label, topic = %topic, partition, cause = cause.label(), "partition unreadable: its messages wait (nothing is skipped) until librdkafka can read them: {detail}");
+            }
+            Report::Still {
+                partition,
+                cause,
+                unreadable_for,
+                errors,
+                detail,
+            } => {
+                tracing::warn!(consumer = %self.label, topic = %topic, partition, cause = cause.label(), unreadable_seconds = unreadable_for.as_secs(), errors_since_last_report = errors, "partition still unreadable: {detail}");
+            }
+            Report::Ended {
+                partition,
+                cause,
+                unreadable_for,
+                by_message,
+            } => {
+                self.clear_unreadable(partition);
+                let how = if by_message {
+                    "a message was read"
+                } else {
+                    "no error for a while"
+                };
+                tracing::info!(consumer = %self.label, topic = %topic, partition, cause = cause.label(), unreadable_seconds = unreadable_for.as_secs_f64(), "partition readable again ({how})");
+            }
+        }
+    }
+
+    /// Reminders of partitions still unreadable, and recoveries by quiet.
+    fn check_unreadable(&mut self, now: Instant) {
+        if self.unreadable.is_empty() {
+            return;
+        }
+        for r in self.unreadable.tick(now) {
+            self.report_unreadable(r);
+        }
+    }
+
+    /// Drops `partition`'s unreadable gauge, whatever its cause.
+    fn clear_unreadable(&self, partition: i32) {
+        for cause in Cause::ALL {
+            self.stats.unreadable_since.remove(&(
+                self.settings.topic.clone(),
+                partition,
+                cause.label(),
+            ));
+        }
+    }
+
     /// Records a run of `n` messages of `partition` ending at `last`.
     fn end_run(&mut self, (partition, n, last): (i32, i64, i64), now: Instant) {
+        if !self.unreadable.is_empty()
+            && let Some(r) = self.unreadable.read(partition, now)
+        {
+            self.report_unreadable(r);
+        }
         self.stats
             .consumed_by
             .add((self.settings.topic.clone(), partition), n);
@@ -709,6 +789,7 @@ pub fn spawn_consumer(
         spares: Vec::new(),
         control: control.clone(),
         abandon: cancel.clone(),
+        unreadable: Unreadable::default(),
         settings: settings.clone(),
     };
     let topic = std::ffi::CString::new(settings.topic.as_str())
@@ -765,6 +846,7 @@ fn run(
             if now >= next_lag {
                 st.publish_lag(&consumer);
                 st.publish_uncommitted(now);
+                st.check_unreadable(now);
                 next_lag = now + settings.lag_interval;
             }
             // Commit what finished (or retry what failed), flush a full or due batch, pause
@@ -791,7 +873,7 @@ fn run(
                         offset: m.offset(),
                         payload: m.payload().unwrap_or(&[]),
                     };
-                    ctx.state().take(std::iter::once(one), &mut errors_logged);
+                    ctx.state().take(std::iter::once(one));
                     polled += 1;
                     if polled >= room {
                         break;
@@ -831,7 +913,7 @@ fn run(
             ctx.stats.poll_seconds.add(t1 - t0);
             if n > 0 {
                 ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
-                ctx.state().take(fetched.iter(), &mut errors_logged);
+                ctx.state().take(fetched.iter());
                 fetched.release();
                 ctx.stats.convert_seconds.add(t1.elapsed());
             }

@@ -20,6 +20,7 @@ pub mod deadletter;
 mod fetch;
 pub mod offsets;
 pub mod state;
+pub mod unreadable;
 
 pub use consumer::{ConsumerHandle, spawn_consumer};
 
@@ -91,6 +92,12 @@ pub struct PipelineStats {
     pub paused: Labelled<String>,
     /// 1 while a consumer finds every Kafka broker unreachable, by consumer.
     pub brokers_down: Labelled<String>,
+    /// Errors librdkafka reported for one partition instead of its messages, by (topic,
+    /// partition, cause label); see `unreadable`.
+    pub read_errors: Labelled<(String, i32, &'static str)>,
+    /// Partitions that cannot be read, by (topic, partition, cause label): since when, in
+    /// milliseconds since the Unix epoch.
+    pub unreadable_since: Labelled<(String, i32, &'static str)>,
     /// Time consumers spent waiting for and taking messages from librdkafka, and converting
     /// them (decode + encode into the batch).
     pub poll_seconds: Seconds,

@@ -128,20 +128,27 @@ pub fn produce_with<'a>(
 ) {
     let p: BaseProducer = config.set("linger.ms", "20").create().expect("producer");
     for (i, payload) in payloads.into_iter().enumerate() {
-        let mut rec = BaseRecord::<(), [u8]>::to(topic)
-            .payload(payload)
-            .partition(i as i32 % partitions);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(5));
-                }
+        send(
+            &p,
+            BaseRecord::to(topic)
+                .payload(payload)
+                .partition(i as i32 % partitions),
+        );
+    }
+    p.flush(Duration::from_secs(60)).expect("all produced");
+}
+
+/// Queues `rec`, waiting for room in the producer's queue while it is full.
+pub fn send<'a>(p: &BaseProducer, mut rec: BaseRecord<'a, (), [u8]>) {
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(5));
             }
         }
     }
-    p.flush(Duration::from_secs(60)).expect("all produced");
 }
 
 impl Drop for Tansu {
