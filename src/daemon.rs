@@ -25,11 +25,10 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    #[error("creating the Kafka {what}: {source}")]
-    Kafka {
-        what: String,
-        source: rdkafka::error::KafkaError,
-    },
+    /// librdkafka refused a client; `detail` is its error with secret property values
+    /// scrubbed (see `config::Redactor`).
+    #[error("creating the Kafka {what}: {detail}")]
+    Kafka { what: String, detail: String },
 }
 
 /// How the daemon ended.
@@ -63,6 +62,9 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     let shutdown_timeout =
         Duration::from_secs_f64(config.persister.shutdown_timeout_seconds.max(0.0));
 
+    let redactor = crate::config::Redactor::new(
+        (config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let mut consumers = Vec::new();
     for (kind, p) in [
         (PipelineKind::Metrics, &config.kafka_metrics),
@@ -93,9 +95,9 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             }
             let producer: FutureProducer = {
                 let _guard = rt.enter();
-                pc.create().map_err(|source| DaemonError::Kafka {
+                pc.create().map_err(|e| DaemonError::Kafka {
                     what: "dead-letter producer".into(),
-                    source,
+                    detail: redactor.error(&e),
                 })?
             };
             Some((producer, dlq_topic.clone()))
@@ -170,9 +172,9 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
                 cancel.child_token(),
                 rt.handle().clone(),
             )
-            .map_err(|source| DaemonError::Kafka {
+            .map_err(|e| DaemonError::Kafka {
                 what: format!("consumer {name}-{i}"),
-                source,
+                detail: redactor.error(&e),
             })?;
             tracing::info!(consumer = %h.label, topic = %p.topic, group = %p.group_id, "consumer started");
             consumers.push(h);

@@ -172,9 +172,10 @@ pub fn run(spec: &LoadSpec) -> Result<LoadSummary, String> {
     for (k, v) in &spec.properties {
         cc.set(k, v);
     }
-    let producer: BaseProducer<Ctx> = cc
-        .create_with_context(Ctx(acks.clone()))
-        .map_err(|e| format!("creating the producer: {e}"))?;
+    let producer: BaseProducer<Ctx> = cc.create_with_context(Ctx(acks.clone())).map_err(|e| {
+        let redactor = crate::config::Redactor::of(&spec.properties);
+        format!("creating the producer: {}", redactor.error(&e))
+    })?;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut last_report = start;

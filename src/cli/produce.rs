@@ -21,9 +21,10 @@ pub fn run(
     for (k, v) in properties {
         cc.set(k, v);
     }
-    let producer: BaseProducer = cc
-        .create()
-        .map_err(|e| format!("creating the producer: {e}"))?;
+    let producer: BaseProducer = cc.create().map_err(|e| {
+        let redactor = crate::config::Redactor::of(properties);
+        format!("creating the producer: {}", redactor.error(&e))
+    })?;
     let mut line = Vec::new();
     let mut sent = 0u64;
     loop {

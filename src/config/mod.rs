@@ -9,7 +9,7 @@ mod ini;
 mod pylog;
 mod secret;
 
-pub use secret::Secret;
+pub use secret::{Redactor, Secret};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -96,6 +96,8 @@ struct Ctx {
     label: String,
     /// For the counters the poll loop bumps without taking `state`.
     stats: Arc<PipelineStats>,
+    /// Scrubs secret property values from librdkafka's log lines and errors.
+    redactor: crate::config::Redactor,
 }
 
 impl Ctx {
@@ -107,6 +109,7 @@ impl Ctx {
 
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        let msg = self.redactor.redact(msg);
         match level {
             // A failed broker connection at error level: librdkafka sends the same text as an
             // error event, which `error` logs (and keeps quiet while every broker is down).
@@ -130,9 +133,10 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        let reason = self.redactor.redact(reason);
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             // librdkafka repeats this on every poll while it lasts: log the transition only.
-            self.state().brokers_lost(reason);
+            self.state().brokers_lost(&reason);
         } else if self.state().machine.brokers_down_since().is_some() && connection_error(&error) {
             // Every reconnect fails again, and librdkafka's own suppression of repeats (same
             // text as the one before, for 30 s) does not hold: a failed TLS handshake comes in
@@ -803,6 +807,7 @@ pub fn spawn_consumer(
         topic,
         control: control.clone(),
         label: label.clone(),
+        redactor: crate::config::Redactor::of(&settings.consumer_properties),
     };
     let consumer: BaseConsumer<Ctx> = cc.create_with_context(ctx)?;
     consumer.subscribe(&[settings.topic.as_str()])?;
