@@ -36,6 +36,8 @@ enum K {
     List,
     HostPortList,
     Float,
+    /// oslo's `DictOpt` of integers: `key:value,key:value`.
+    IntDict,
 }
 
 /// Every option monasca-persister 9.0.0 registers with oslo.config (and oslo.log's), with its
@@ -468,6 +470,7 @@ const OURS: &[(&str, &str, K)] = &[
     ("influxdb", "retry_initial_ms", K::Int),
     ("influxdb", "retry_max_seconds", K::Float),
     ("influxdb", "line_protocol", K::Str),
+    ("influxdb", "retention_hours_per_tenant", K::IntDict),
     ("persister", "policy", K::Str),
     ("persister", "max_message_bytes", K::Int),
     ("persister", "max_batches_in_flight", K::Int),
@@ -558,6 +561,7 @@ enum V {
     Int(i64),
     Float(f64),
     List(Vec<String>),
+    IntDict(Vec<(String, i64)>),
 }
 
 impl V {
@@ -573,6 +577,10 @@ impl V {
                 let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
                 format!("[{}]", quoted.join(", "))
             }
+            V::IntDict(items) => {
+                let pairs: Vec<String> = items.iter().map(|(k, v)| format!("'{k}': {v}")).collect();
+                format!("{{{}}}", pairs.join(", "))
+            }
         }
     }
 
@@ -584,6 +592,12 @@ impl V {
             V::Int(i) => toml::Value::Integer(*i),
             V::Float(f) => toml::Value::Float(*f),
             V::List(items) => toml::Value::String(items.join(",")),
+            V::IntDict(items) => toml::Value::Table(
+                items
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml::Value::Integer(*v)))
+                    .collect(),
+            ),
         })
     }
 }
@@ -708,7 +722,10 @@ fn ident_len(s: &str) -> usize {
 /// Converts as oslo's types do.
 fn convert(raw: &str, kind: K) -> Result<V, String> {
     // oslo: an empty integer, port, host or number is unset; an empty boolean is refused.
-    let typed_empty = !matches!(kind, K::Str | K::List | K::HostPortList | K::Bool);
+    let typed_empty = !matches!(
+        kind,
+        K::Str | K::List | K::HostPortList | K::Bool | K::IntDict
+    );
     if typed_empty && raw.is_empty() {
         return Ok(V::None);
     }
@@ -739,6 +756,15 @@ fn convert(raw: &str, kind: K) -> Result<V, String> {
                         [h, p] => Ok(format!("{}:{}", host(h)?, port(p)?)),
                         _ => Err(format!("{item:?} is not host:port")),
                     }
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        K::IntDict => V::IntDict(
+            list(raw)
+                .iter()
+                .map(|item| match item.split_once(':') {
+                    Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), int(v)?)),
+                    _ => Err(format!("{item:?} is not key:value")),
                 })
                 .collect::<Result<_, String>>()?,
         ),
@@ -1230,6 +1256,41 @@ verify_ssl = False
         ] {
             assert!(unused.contains(k), "{k} in {unused}");
         }
+    }
+
+    #[test]
+    fn retention_per_tenant_is_read_as_an_oslo_dict() {
+        let c = load(&write(
+            "retention.conf",
+            "[influxdb]\ndb_per_tenant = True\nretention_hours_per_tenant = gold:720, free : 0,abc-123:24\n",
+        ))
+        .unwrap()
+        .config;
+        let want: std::collections::BTreeMap<String, u32> =
+            [("gold", 720), ("free", 0), ("abc-123", 24)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        assert_eq!(c.influxdb.retention_hours_per_tenant, want);
+        let e = load(&write(
+            "retention-bad.conf",
+            "[influxdb]\ndb_per_tenant = True\nretention_hours_per_tenant = gold=720\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (Some(3), "influxdb.retention_hours_per_tenant")
+        );
+        assert!(
+            e.to_string().contains("\"gold=720\" is not key:value"),
+            "{e}"
+        );
+        let e = load(&write(
+            "retention-shared.conf",
+            "[influxdb]\nretention_hours_per_tenant = gold:720\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("needs db_per_tenant = true"), "{e}");
     }
 
     #[test]

@@ -518,6 +518,12 @@ impl Config {
         if i.api == crate::sink::Api::V2 && i.org.is_empty() {
             return bad("influxdb.org", "the v2 API needs an organisation");
         }
+        if !i.retention_hours_per_tenant.is_empty() && !i.db_per_tenant {
+            return bad(
+                "influxdb.retention_hours_per_tenant",
+                "needs db_per_tenant = true (a retention per tenant is a retention per database)",
+            );
+        }
         if self.persister.max_batches_in_flight == 0 {
             return bad("persister.max_batches_in_flight", "must be at least 1");
         }

@@ -27,6 +27,8 @@ pub(super) struct Client {
     retention_policy: String,
     org: String,
     retention_hours: u32,
+    /// Database name → retention hours, for the tenants given their own.
+    retention_by_db: std::collections::BTreeMap<String, u32>,
     gzip: bool,
     timeout: Duration,
 }
@@ -89,6 +91,13 @@ impl Client {
             retention_policy: c.retention_policy.clone(),
             org: c.org.clone(),
             retention_hours: c.default_retention_hours,
+            retention_by_db: if c.db_per_tenant {
+                (c.retention_hours_per_tenant.iter())
+                    .map(|(tenant, &h)| (c.database_for(tenant).into_owned(), h))
+                    .collect()
+            } else {
+                Default::default()
+            },
             gzip: c.gzip,
             timeout: Duration::from_secs_f64(c.request_timeout_seconds.max(0.001)),
         })
@@ -138,8 +147,13 @@ impl Client {
     /// the server said the database does not exist, so an existing one is never altered.
     pub(super) async fn create_database(&self, db: &str) -> Result<(), (RetryCause, String)> {
         let mut q = format!("CREATE DATABASE {}", quote_ident(db));
-        if self.retention_hours > 0 {
-            let h = self.retention_hours;
+        let hours = self
+            .retention_by_db
+            .get(db)
+            .copied()
+            .unwrap_or(self.retention_hours);
+        if hours > 0 {
+            let h = hours;
             q.push_str(&format!(
                 "; CREATE RETENTION POLICY \"{h}h\" ON {} DURATION {h}h REPLICATION 1 DEFAULT",
                 quote_ident(db)

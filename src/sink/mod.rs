@@ -49,6 +49,9 @@ pub struct InfluxConfig {
     /// When > 0, a database the persister creates gets a default retention policy of this
     /// many hours. Existing databases are never altered.
     pub default_retention_hours: u32,
+    /// With `db_per_tenant`: the default retention policy, in hours, of the database created
+    /// for each tenant named here (0: none); the others get `default_retention_hours`.
+    pub retention_hours_per_tenant: std::collections::BTreeMap<String, u32>,
     /// 1.x retention policy to write into (`rp=`); empty means the database's default.
     pub retention_policy: String,
     /// Most points in one request.
@@ -88,6 +91,7 @@ impl Default for InfluxConfig {
             database_name: "mon".into(),
             db_per_tenant: false,
             default_retention_hours: 0,
+            retention_hours_per_tenant: Default::default(),
             retention_policy: String::new(),
             batch_size: 10_000,
             max_body_bytes: 8 << 20,
@@ -99,6 +103,17 @@ impl Default for InfluxConfig {
             retry_initial_ms: 100,
             retry_max_seconds: 30.0,
             line_protocol: crate::encode::Dialect::V1,
+        }
+    }
+}
+
+impl InfluxConfig {
+    /// The database (or bucket) a tenant's points go to.
+    pub fn database_for<'a>(&'a self, tenant: &str) -> std::borrow::Cow<'a, str> {
+        if self.db_per_tenant {
+            format!("{}_{}", self.database_name, tenant).into()
+        } else {
+            self.database_name.as_str().into()
         }
     }
 }
@@ -339,12 +354,7 @@ impl Writer {
 
     /// The database (or bucket) a tenant's points go to.
     pub fn database_for<'a>(&'a self, tenant: &str) -> std::borrow::Cow<'a, str> {
-        let c = &self.inner.config;
-        if c.db_per_tenant {
-            format!("{}_{}", c.database_name, tenant).into()
-        } else {
-            c.database_name.as_str().into()
-        }
+        self.inner.config.database_for(tenant)
     }
 
     /// Writes `batch` to database `db`. Returns when every line is either stored or rejected by
