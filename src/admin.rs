@@ -298,6 +298,13 @@ pub fn render(state: &AdminState) -> String {
     );
     sample(
         &mut out,
+        "monasca_persister_rate_limited_seconds_total",
+        "counter",
+        "Time writes waited for influxdb.max_points_per_second (consumers pause meanwhile).",
+        w.rate_limited.get(),
+    );
+    sample(
+        &mut out,
         "monasca_persister_influxdb_failing",
         "gauge",
         "1 while the latest write attempt failed and is being retried.",

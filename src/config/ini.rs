@@ -471,6 +471,7 @@ const OURS: &[(&str, &str, K)] = &[
     ("influxdb", "retry_max_seconds", K::Float),
     ("influxdb", "line_protocol", K::Str),
     ("influxdb", "retention_hours_per_tenant", K::IntDict),
+    ("influxdb", "max_points_per_second", K::Int),
     ("persister", "policy", K::Str),
     ("persister", "max_message_bytes", K::Int),
     ("persister", "max_batches_in_flight", K::Int),

@@ -9,6 +9,7 @@
 
 mod classify;
 mod http;
+mod rate;
 
 pub use classify::{Action, Api, RetryCause, backoff, classify, error_message, parse_partial};
 
@@ -49,6 +50,9 @@ pub struct InfluxConfig {
     /// When > 0, a database the persister creates gets a default retention policy of this
     /// many hours. Existing databases are never altered.
     pub default_retention_hours: u32,
+    /// Most points written per second, over all writes (0: unlimited): a token bucket of
+    /// one second's worth; a capped writer pauses the consumers (backpressure).
+    pub max_points_per_second: u64,
     /// With `db_per_tenant`: the default retention policy, in hours, of the database created
     /// for each tenant named here (0: none); the others get `default_retention_hours`.
     pub retention_hours_per_tenant: std::collections::BTreeMap<String, u32>,
@@ -92,6 +96,7 @@ impl Default for InfluxConfig {
             db_per_tenant: false,
             default_retention_hours: 0,
             retention_hours_per_tenant: Default::default(),
+            max_points_per_second: 0,
             retention_policy: String::new(),
             batch_size: 10_000,
             max_body_bytes: 8 << 20,
@@ -230,6 +235,8 @@ pub struct WriterStats {
     pub latency: crate::stats::Histogram,
     /// Line-protocol bytes handed to `write` and not yet decided.
     pub bytes_in_flight: std::sync::atomic::AtomicI64,
+    /// Time writes waited for `max_points_per_second`.
+    pub rate_limited: crate::stats::Seconds,
     /// Databases whose writes are failing now, each with its run of failed attempts.
     outages: std::sync::Mutex<std::collections::HashMap<String, Outage>>,
 }
@@ -278,6 +285,8 @@ struct Inner {
     /// Cancelled on shutdown: ends retry waits.
     shutdown: CancellationToken,
     stats: Arc<WriterStats>,
+    /// `max_points_per_second`, when set.
+    rate: Option<tokio::sync::Mutex<rate::Bucket>>,
 }
 
 /// A run of failed write attempts to one database: logged when it starts, at most every 30 s
@@ -337,6 +346,12 @@ impl Writer {
             inner: Arc::new(Inner {
                 http,
                 in_flight: Semaphore::new(config.max_in_flight),
+                rate: (config.max_points_per_second > 0).then(|| {
+                    tokio::sync::Mutex::new(rate::Bucket::new(
+                        config.max_points_per_second,
+                        std::time::Instant::now(),
+                    ))
+                }),
                 config,
                 shutdown,
                 stats: Arc::new(WriterStats::default()),
@@ -378,6 +393,21 @@ impl Writer {
             p = inner.in_flight.acquire() => p.map_err(|_| WriteError::ShuttingDown)?,
             _ = inner.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
         };
+        if let Some(rate) = &inner.rate {
+            // Charged once per batch, before its first request (retries and splits are free).
+            let started = std::time::Instant::now();
+            let mut bucket = rate.lock().await;
+            let wait = bucket.take(batch.line_ends.len(), std::time::Instant::now());
+            if !wait.is_zero() {
+                // Held while waiting: the next batch's tokens are counted after this one's.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = inner.shutdown.cancelled() => return Err(WriteError::ShuttingDown),
+                }
+            }
+            drop(bucket);
+            inner.stats.rate_limited.add(started.elapsed());
+        }
         let mut report = WriteReport::default();
         let bytes = batch.body.len() as i64;
         inner
