@@ -125,6 +125,39 @@ enum Command {
         #[arg(long = "topic")]
         topics: Vec<String>,
     },
+    /// The dead-letter topic: count what waits there, or replay it to its source topics.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersAction {
+    /// Count the letters waiting (not yet replayed) by reason, source topic and tenant, with
+    /// the oldest and newest. Changes nothing.
+    List {
+        /// The daemon's configuration file (repeatable, as for the daemon).
+        #[arg(long, default_value = "/etc/monasca/monasca-persister.conf")]
+        config_file: Vec<PathBuf>,
+    },
+    /// Re-produce each waiting letter that matches to its source topic (raw payload), move the
+    /// others to the end of the dead-letter topic for a later run, and commit past both, so
+    /// that a second run replays nothing already replayed.
+    Replay {
+        /// The daemon's configuration file (repeatable, as for the daemon).
+        #[arg(long, default_value = "/etc/monasca/monasca-persister.conf")]
+        config_file: Vec<PathBuf>,
+        /// Only letters with this reason (repeatable; any of them).
+        #[arg(long)]
+        reason: Vec<String>,
+        /// Only letters of this tenant (repeatable; any of them).
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Say what would be replayed; produce and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -295,6 +328,7 @@ fn main() -> ExitCode {
             listen,
             report_every,
         } => discard_sink(listen, report_every),
+        Command::DeadLetters { action } => dead_letters(action),
         Command::MockKafka { brokers, topics } => {
             let e =
                 monasca_persister::cli::mock_kafka::run(brokers, &topics, &mut std::io::stdout());
@@ -502,6 +536,67 @@ fn init_logging(p: &monasca_persister::config::PersisterConfig) -> Result<(), St
         .with(file)
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+/// `dead-letters list` and `dead-letters replay`: exit 0 when done, 2 for a configuration
+/// error, 1 when Kafka failed them.
+fn dead_letters(action: DeadLettersAction) -> ExitCode {
+    use monasca_persister::cli::dead_letters::{Filter, list, render, replay};
+    let paths = match &action {
+        DeadLettersAction::List { config_file } | DeadLettersAction::Replay { config_file, .. } => {
+            config_file
+        }
+    };
+    let config = match monasca_persister::config::load_all(paths, &|n| std::env::var(n).ok()) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("monasca-persister dead-letters: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match action {
+        DeadLettersAction::List { .. } => list(&config).map(|topics| {
+            for (topic, tally) in topics {
+                println!("dead-letter topic {topic}: letters waiting");
+                print!("{}", render(&tally));
+            }
+        }),
+        DeadLettersAction::Replay {
+            reason,
+            tenant,
+            dry_run,
+            ..
+        } => {
+            let filter = Filter {
+                reasons: reason,
+                tenants: tenant,
+            };
+            replay(&config, &filter, dry_run).map(|topics| {
+                let (done, kept) = if dry_run {
+                    ("would replay", "would leave waiting")
+                } else {
+                    ("replayed", "left waiting (moved to the end of the topic)")
+                };
+                for (topic, r) in topics {
+                    println!("dead-letter topic {topic}: {done}");
+                    print!("{}", render(&r.replayed));
+                    println!("dead-letter topic {topic}: {kept}");
+                    print!("{}", render(&r.kept));
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monasca-persister dead-letters: {e}");
+            let config_error = matches!(
+                e,
+                monasca_persister::cli::dead_letters::DeadLetterError::NoTopic
+            );
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {

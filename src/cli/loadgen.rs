@@ -11,13 +11,13 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::ClientContext;
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::acks::{Acks, AcksContext};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -49,25 +49,6 @@ pub struct LoadSummary {
     pub failed: u64,
     pub bytes: u64,
     pub seconds: f64,
-}
-
-struct Acks {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-struct Ctx(Arc<Acks>);
-
-impl ClientContext for Ctx {}
-
-impl ProducerContext for Ctx {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
 }
 
 const NAMES: &[&str] = &[
@@ -159,10 +140,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadSummary, String> {
     if spec.count.is_none() && spec.duration.is_none() {
         return Err("give --count or --duration".into());
     }
-    let acks = Arc::new(Acks {
-        ok: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    });
+    let acks = Arc::new(Acks::default());
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &spec.brokers)
         .set("linger.ms", "20")
@@ -172,10 +150,12 @@ pub fn run(spec: &LoadSpec) -> Result<LoadSummary, String> {
     for (k, v) in &spec.properties {
         cc.set(k, v);
     }
-    let producer: BaseProducer<Ctx> = cc.create_with_context(Ctx(acks.clone())).map_err(|e| {
-        let redactor = crate::config::Redactor::of(&spec.properties);
-        format!("creating the producer: {}", redactor.error(&e))
-    })?;
+    let producer: BaseProducer<AcksContext> = cc
+        .create_with_context(AcksContext(acks.clone()))
+        .map_err(|e| {
+            let redactor = crate::config::Redactor::of(&spec.properties);
+            format!("creating the producer: {}", redactor.error(&e))
+        })?;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut last_report = start;
