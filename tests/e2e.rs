@@ -252,9 +252,14 @@ fn influxdb_outage_pauses_then_every_point_lands_with_bounded_memory() {
         "the recovery logged once:\n{log}"
     );
     eprintln!("peak RSS during the outage: {peak} KiB");
+    // The README's goal is 48 MiB peak RSS (release build, default settings: 41 MiB
+    // measured). This test runs the debug build `cargo test` makes, whose peak here measured
+    // 49.3, 52.4 and 54.4 MiB in three runs on a 2-core VM; the bound is the goal plus 16 MiB
+    // for the debug build's larger code and the machine's variation.
+    const BOUND_KIB: u64 = (48 + 16) * 1024;
     assert!(
-        peak < 200 * 1024,
-        "RSS peaked at {peak} KiB during the outage"
+        peak < BOUND_KIB,
+        "RSS peaked at {peak} KiB during the outage (bound {BOUND_KIB} KiB)"
     );
 }
 
