@@ -402,10 +402,9 @@ fn all_metric_points(influx: &Influx) -> i64 {
     influx.points_or_no_database("mon", "SELECT count(value) FROM /.*/")
 }
 
-fn ready_status(port: u16) -> u16 {
-    common::http_request(&format!("127.0.0.1:{port}"), "GET", "/ready", b"")
-        .map(|(s, _)| s)
-        .unwrap_or(0)
+/// The status `/ready` answers; `Err` when it does not answer. For polling.
+fn ready_status(port: u16) -> std::io::Result<u16> {
+    common::http_request(&format!("127.0.0.1:{port}"), "GET", "/ready", b"").map(|(s, _)| s)
 }
 
 #[test]
@@ -441,7 +440,7 @@ fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
         all_metric_points(&s.influx) == 5000
     });
     wait_until("ready", Duration::from_secs(90), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     // A commit is acknowledged after the write it follows: wait for it, then read the rest.
     wait_until(
@@ -484,11 +483,11 @@ fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
         "not ready while InfluxDB is down",
         Duration::from_secs(90),
         &p,
-        || ready_status(admin) == 503,
+        || ready_status(admin).is_ok_and(|s| s == 503),
     );
     s.influx.restart();
     wait_until("ready again", Duration::from_secs(60), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     wait_until("the extra 100 landed", Duration::from_secs(60), &p, || {
         all_metric_points(&s.influx) == 5100
@@ -891,7 +890,7 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
             .is_ok_and(|n| n == 3000)
     });
     wait_until("ready again", Duration::from_secs(60), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     assert!(
         p.log_text().contains("InfluxDB writes succeed again"),

@@ -710,23 +710,11 @@ admin_listen = "{admin_listen}"
     }
 }
 
-/// Messages consumed, as the admin endpoint at `addr` counts them (0 while it does not answer).
-fn consumed_per_admin(addr: &str) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let mut text = String::new();
-    if c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .is_err()
-        || c.read_to_string(&mut text).is_err()
-    {
-        return 0;
-    }
-    text.lines()
-        .filter(|l| l.starts_with("monasca_persister_messages_consumed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+/// Messages consumed, as the admin endpoint at `addr` counts them; `Err` while it does not
+/// answer 200. For polling.
+fn consumed_per_admin(addr: &str) -> std::io::Result<u64> {
+    let scrape = common::e2e::try_scrape(addr)?;
+    Ok(common::e2e::total(&scrape, "monasca_persister_messages_consumed_total") as u64)
 }
 
 #[test]
@@ -758,7 +746,7 @@ fn stopping_the_daemon_writes_and_commits_the_batch_that_was_not_due() {
     // A batch neither full nor due before the test ends: only stopping sends it.
     let d = Daemon::start(&s, 1000, 600.0, &admin);
     wait_for("every message consumed", Duration::from_secs(90), || {
-        consumed_per_admin(&admin) == 300
+        consumed_per_admin(&admin).is_ok_and(|n| n == 300)
     });
     assert!(s.h.received().is_empty(), "nothing written before the stop");
     assert_eq!(s.committed_now(), 0);

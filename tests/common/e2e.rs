@@ -108,13 +108,20 @@ impl Feeder {
     }
 }
 
-/// The daemon's `/metrics` on `port`, parsed.
+/// The daemon's `/metrics` on `port`, parsed; panics unless it answers 200 with valid text.
 pub fn scrape(port: u16) -> prometheus_parse::Scrape {
-    let (status, body) =
-        super::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
-    assert_eq!(status, 200);
+    try_scrape(&format!("127.0.0.1:{port}")).unwrap_or_else(|e| panic!("/metrics: {e}"))
+}
+
+/// The daemon's `/metrics` at `addr`, parsed; `Err` unless it answers 200 with valid text.
+pub fn try_scrape(addr: &str) -> std::io::Result<prometheus_parse::Scrape> {
+    let (status, body) = super::http_request(addr, "GET", "/metrics", b"")?;
+    if status != 200 {
+        return Err(std::io::Error::other(format!(
+            "/metrics answered {status}: {body}"
+        )));
+    }
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid Prometheus text")
 }
 
 /// The sum of every sample of metric `name`.

@@ -559,7 +559,12 @@ pub fn http_request(
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no HTTP status line from {addr}: {text:?}"),
+            )
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -567,8 +572,8 @@ pub fn http_request(
     Ok((status, body))
 }
 
-/// One HTTPS request through `curl`, trusting `ca`: (status, body); status 0 when curl got
-/// no answer.
+/// One HTTPS request through `curl`, trusting `ca`: (status, body); `Err` when curl got no
+/// answer (it prints status 000 then).
 fn curl_request(
     ca: &std::path::Path,
     url: &str,
@@ -598,7 +603,13 @@ fn curl_request(
     let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    match code.trim().parse() {
+        Ok(code) if code != 0 => Ok((code, body.to_owned())),
+        _ => Err(std::io::Error::other(format!(
+            "curl got no answer from {url} ({}): {text:?}",
+            out.status
+        ))),
+    }
 }
 
 pub fn urlencode(s: &str) -> String {
