@@ -105,12 +105,15 @@ fn convert_of_a_file_argument_matches_convert_of_the_same_bytes_on_stdin() {
 }
 
 #[test]
-fn usage_errors_exit_non_zero() {
+fn usage_errors_exit_2_naming_the_value() {
     let out = bin()
         .args(["convert", "--kind", "events"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    // clap's usage-error code; a panic would exit 101.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("'events'"), "{err}");
 }
 
 #[test]

@@ -27,15 +27,8 @@ fn alarm(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn count(influx: &Influx, what: &str) -> i64 {
-    let v = influx.query("mon", what);
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_i64()
-        .unwrap_or(0)
-}
-
 fn alarm_points(influx: &Influx) -> i64 {
-    count(influx, "SELECT count(alarm_id) FROM alarm_state_history")
+    influx.points_or_no_database("mon", "SELECT count(alarm_id) FROM alarm_state_history")
 }
 
 fn wait_until(what: &str, limit: Duration, p: &Persister, mut f: impl FnMut() -> bool) {
@@ -115,10 +108,12 @@ fn hundred_thousand_metrics_and_a_thousand_alarms_land_exactly() {
         alarm_points(&s.influx) == 1000
     });
     wait_until("offsets committed", Duration::from_secs(90), &p, || {
-        s.tansu.committed("1_metrics", "metrics", 4) == 100_000
+        s.tansu
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == 100_000)
             && s.tansu
                 .committed("1_alarm-state-transitions", "alarm-state-transitions", 1)
-                == 1000
+                .is_ok_and(|n| n == 1000)
     });
     p.signal("-TERM");
     let status = p
@@ -152,7 +147,7 @@ fn sigterm_mid_stream_exits_zero_and_commits_match_what_influxdb_holds() {
     let produced = feeder.stop();
     assert!(status.success(), "exit status {status:?}\n{}", p.log_text());
     let stored = metric_points(&s.influx);
-    let committed = s.tansu.committed("1_metrics", "metrics", 4);
+    let committed = s.tansu.committed_now("1_metrics", "metrics", 4);
     eprintln!("produced: {produced}, stored at SIGTERM: {stored}, committed: {committed}");
     assert_eq!(
         committed, stored,
@@ -257,9 +252,14 @@ fn influxdb_outage_pauses_then_every_point_lands_with_bounded_memory() {
         "the recovery logged once:\n{log}"
     );
     eprintln!("peak RSS during the outage: {peak} KiB");
+    // The README's goal is 48 MiB peak RSS (release build, default settings: 41 MiB
+    // measured). This test runs the debug build `cargo test` makes, whose peak here measured
+    // 49.3, 52.4 and 54.4 MiB in three runs on a 2-core VM; the bound is the goal plus 16 MiB
+    // for the debug build's larger code and the machine's variation.
+    const BOUND_KIB: u64 = (48 + 16) * 1024;
     assert!(
-        peak < 200 * 1024,
-        "RSS peaked at {peak} KiB during the outage"
+        peak < BOUND_KIB,
+        "RSS peaked at {peak} KiB during the outage (bound {BOUND_KIB} KiB)"
     );
 }
 
@@ -289,7 +289,9 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_lands() {
         metric_points(&s.influx) == 9_700
     });
     wait_until("everything committed", Duration::from_secs(90), &p, || {
-        s.tansu.committed("1_metrics", "metrics", 4) == 10_000
+        s.tansu
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == 10_000)
     });
 
     let c: BaseConsumer = ClientConfig::new()
@@ -397,22 +399,12 @@ fn all_brokers_down_for_too_long_exits_non_zero() {
 
 /// Sum of all metric points across measurements (loadgen spreads them over several names).
 fn all_metric_points(influx: &Influx) -> i64 {
-    let v = influx.query("mon", "SELECT count(value) FROM /.*/");
-    v["results"][0]["series"]
-        .as_array()
-        .map(|series| {
-            series
-                .iter()
-                .filter_map(|s| s["values"][0][1].as_i64())
-                .sum()
-        })
-        .unwrap_or(0)
+    influx.points_or_no_database("mon", "SELECT count(value) FROM /.*/")
 }
 
-fn ready_status(port: u16) -> u16 {
-    common::http_request(&format!("127.0.0.1:{port}"), "GET", "/ready", b"")
-        .map(|(s, _)| s)
-        .unwrap_or(0)
+/// The status `/ready` answers; `Err` when it does not answer. For polling.
+fn ready_status(port: u16) -> std::io::Result<u16> {
+    common::http_request(&format!("127.0.0.1:{port}"), "GET", "/ready", b"").map(|(s, _)| s)
 }
 
 #[test]
@@ -448,7 +440,7 @@ fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
         all_metric_points(&s.influx) == 5000
     });
     wait_until("ready", Duration::from_secs(90), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     // A commit is acknowledged after the write it follows: wait for it, then read the rest.
     wait_until(
@@ -491,11 +483,11 @@ fn loadgen_messages_all_land_and_metrics_endpoint_agrees_and_ready_flips() {
         "not ready while InfluxDB is down",
         Duration::from_secs(90),
         &p,
-        || ready_status(admin) == 503,
+        || ready_status(admin).is_ok_and(|s| s == 503),
     );
     s.influx.restart();
     wait_until("ready again", Duration::from_secs(60), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     wait_until("the extra 100 landed", Duration::from_secs(60), &p, || {
         all_metric_points(&s.influx) == 5100
@@ -714,14 +706,12 @@ fn db_per_tenant_writes_each_tenants_points_to_its_own_database() {
     let metrics: Vec<Vec<u8>> = (0..3000).map(metric).collect();
     s.tansu
         .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    // The persister creates each tenant's database at its first write to it.
     let tenant_points = |t: usize| {
-        let db = format!("mon_tenant-{t}");
-        let v = s
-            .influx
-            .query(&db, r#"SELECT count(value) FROM "e2e.metric""#);
-        v["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
-            .unwrap_or(0)
+        s.influx.points_or_no_database(
+            &format!("mon_tenant-{t}"),
+            r#"SELECT count(value) FROM "e2e.metric""#,
+        )
     };
     wait_until(
         "1 000 points in each tenant's database",
@@ -730,7 +720,9 @@ fn db_per_tenant_writes_each_tenants_points_to_its_own_database() {
         || (0..3).all(|t| tenant_points(t) == 1000),
     );
     wait_until("everything committed", Duration::from_secs(90), &p, || {
-        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+        s.tansu
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == 3000)
     });
     assert_eq!(
         metric_points(&s.influx),
@@ -775,14 +767,13 @@ fn refusing_tenant_setup(kafka_extra: &str) -> (Setup, std::path::PathBuf) {
     (s, cfg)
 }
 
+/// Points in tenant `t`'s database, which `refusing_tenant_setup` created: any answer but a
+/// count (a missing database included) panics.
 fn tenant_points(influx: &Influx, t: usize) -> i64 {
-    let v = influx.query(
-        &format!("mon_tenant-{t}"),
-        r#"SELECT count(value) FROM "e2e.metric""#,
-    );
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_i64()
-        .unwrap_or(0)
+    let db = format!("mon_tenant-{t}");
+    influx
+        .points(&db, r#"SELECT count(value) FROM "e2e.metric""#)
+        .unwrap_or_else(|e| panic!("points in {db}: {e:?}"))
 }
 
 /// Produces 3 000 metrics over the three tenants and waits until the two writable tenants'
@@ -833,7 +824,9 @@ fn a_refused_tenant_database_is_dead_lettered_and_the_other_tenants_move_on() {
     // After database_refused_seconds (3), the refused tenant's lines are dead-lettered and
     // every offset is committed.
     wait_until("everything committed", Duration::from_secs(120), &p, || {
-        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+        s.tansu
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == 3000)
     });
     let letters = dead_letters(&s.tansu.bootstrap(), "dlq", 1000);
     assert_eq!(letters.len(), 1000, "one dead letter per refused message");
@@ -877,7 +870,7 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
         "{body}"
     );
     assert_eq!(
-        s.tansu.committed("1_metrics", "metrics", 4),
+        s.tansu.committed_now("1_metrics", "metrics", 4),
         0,
         "every partition's first batch waits for the refused tenant"
     );
@@ -892,10 +885,12 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
         || tenant_points(&s.influx, 2) == 1000,
     );
     wait_until("everything committed", Duration::from_secs(120), &p, || {
-        s.tansu.committed("1_metrics", "metrics", 4) == 3000
+        s.tansu
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == 3000)
     });
     wait_until("ready again", Duration::from_secs(60), &p, || {
-        ready_status(admin) == 200
+        ready_status(admin).is_ok_and(|s| s == 200)
     });
     assert!(
         p.log_text().contains("InfluxDB writes succeed again"),
@@ -1003,7 +998,8 @@ fn secrets_refused_by_influxdb_or_kafka_never_reach_the_log() {
     let status = p
         .wait(Duration::from_secs(120))
         .expect("exits once brokers are down");
-    assert!(!status.success());
+    // 1: stopped after a fatal condition (src/main.rs); a panic would be 101.
+    assert_eq!(status.code(), Some(1), "{}", p.log_text());
     let log = p.log_text();
     assert!(log.contains("all Kafka brokers are down"), "{log}");
     assert!(

@@ -19,7 +19,6 @@ use common::{Influx, TempDir, free_port, make_certs, start_server};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use common::e2e::{metric, metric_points};
 
@@ -220,24 +219,20 @@ impl TlsKafka {
         common::kafka::produce_with(self.client(), topic, partitions, payloads);
     }
 
-    /// Sum of the committed offsets of `group` on `topic` (0 where none), asked over TLS;
-    /// `None` if the broker did not answer.
-    fn committed(&self, group: &str, topic: &str, partitions: i32) -> Option<i64> {
-        let c: BaseConsumer = self.client().set("group.id", group).create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
-        Some(
-            got.elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                })
-                .sum(),
-        )
+    /// Sum of the committed offsets of `group` on `topic` (partitions with none count 0),
+    /// asked over TLS; `Err` when the answer could not be read. For polling.
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<i64, common::kafka::CommittedError> {
+        common::kafka::committed_sum(self.client().set("group.id", group), topic, partitions)
+    }
+
+    /// As `committed`, for a final assertion: panics when the read keeps failing.
+    fn committed_now(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        common::kafka::committed_read(self.client().set("group.id", group), topic, partitions)
     }
 }
 
@@ -320,7 +315,9 @@ fn metrics_over_tls_with_a_verified_ca_land_commit_and_dead_letter() {
         metric_points(&influx) == N as i64
     });
     wait_until("everything committed", Duration::from_secs(90), &p, || {
-        kafka.committed("1_metrics", "metrics", 4) == Some(N as i64 + 1)
+        kafka
+            .committed("1_metrics", "metrics", 4)
+            .is_ok_and(|n| n == N as i64 + 1)
     });
 
     // The dead letter, read back over TLS.
@@ -418,8 +415,8 @@ fn an_untrusted_broker_certificate_is_reported_once_and_exits_one() {
     }
     assert_eq!(metric_points(&influx), 0, "nothing written");
     assert_eq!(
-        kafka.committed("1_metrics", "metrics", 4),
-        Some(0),
+        kafka.committed_now("1_metrics", "metrics", 4),
+        0,
         "nothing committed"
     );
 }

@@ -4,11 +4,14 @@
 //! the lag gauge counts what waits and belongs to the partition's owner; the whole daemon,
 //! in process, stops when its shutdown future resolves.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::kafka::{CommittedError, committed_read, committed_sum};
 use monasca_persister::Kind;
 use monasca_persister::cli::discard::{SinkStats, serve};
 use monasca_persister::pipeline::batch::Routing;
@@ -16,10 +19,8 @@ use monasca_persister::pipeline::deadletter::DeadLetters;
 use monasca_persister::pipeline::{Control, PipelineSettings, PipelineStats, spawn_consumer};
 use monasca_persister::sink::{InfluxConfig, Writer};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 struct Harness {
@@ -175,31 +176,47 @@ fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, partitions
     p.flush(Duration::from_secs(10)).unwrap();
 }
 
-/// Committed offsets of group `g`, summed over partitions (0 where none).
-fn committed_total(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "g")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
+/// A client of group `g` at `bootstrap`, for reading its committed offsets.
+fn group_g(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("group.id", "g");
+    c
+}
+
+/// Committed offsets of group `g`, summed over partitions (partitions with none count 0);
+/// `Err` when they could not be read (a loaded machine can miss the 10 s limit). For polling.
+fn committed_total(bootstrap: &str, topic: &str, partitions: i32) -> Result<i64, CommittedError> {
+    committed_sum(&group_g(bootstrap), topic, partitions)
+}
+
+/// Everything logged in this test binary (all its tests), kept for the tests that check what
+/// was logged; each write also goes to the running test's captured output.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct TeeToLog;
+
+impl std::io::Write for TeeToLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        print!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
     }
-    // A slow answer (a loaded machine) counts as nothing committed yet: callers poll.
-    let Ok(got) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
-        return 0;
-    };
-    got.elements()
-        .iter()
-        .map(|e| {
-            if let Offset::Offset(o) = e.offset() {
-                o
-            } else {
-                0
-            }
-        })
-        .sum()
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines logged so far (by every test of this binary) that contain all of `words`.
+fn logged(words: &[&str]) -> Vec<String> {
+    let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -249,7 +266,8 @@ impl Scenario {
         // The consumers' logs go to the test's captured output: shown when a test fails.
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,monasca_persister=debug")
-            .with_test_writer()
+            .with_ansi(false)
+            .with_writer(|| TeeToLog)
             .try_init();
         let cluster = MockCluster::new(1).unwrap();
         let bs = cluster.bootstrap_servers();
@@ -296,14 +314,20 @@ impl Scenario {
         }
     }
 
-    fn committed(&self) -> i64 {
+    /// For polling: `Err` when the offsets could not be read.
+    fn committed(&self) -> Result<i64, CommittedError> {
         committed_total(&self.bs, self.topic, self.partitions)
+    }
+
+    /// For a final assertion: read until a read succeeds (a few tries), else panic.
+    fn committed_now(&self) -> i64 {
+        committed_read(&group_g(&self.bs), self.topic, self.partitions)
     }
 
     /// Waits until messages `0..n` are committed, then checks every one reached the sink.
     fn drained(&self, n: u64, limit: Duration) {
         wait_for(&format!("{n} committed"), limit, || {
-            self.committed() == n as i64
+            self.committed().is_ok_and(|c| c == n as i64)
         });
         assert_eq!(
             self.h.received(),
@@ -339,7 +363,7 @@ fn offsets_are_committed_only_after_the_write_succeeds() {
         || c.consumed() >= 25 && s.h.writer.stats().requests.load(Ordering::Relaxed) >= 3,
     );
     assert_eq!(s.h.sink.points.load(Ordering::Relaxed), 0);
-    assert_eq!(s.committed(), 0, "nothing written, nothing committed");
+    assert_eq!(s.committed_now(), 0, "nothing written, nothing committed");
     s.refuse(0);
     s.drained(200, Duration::from_secs(90));
     c.stop();
@@ -529,6 +553,10 @@ fn a_failed_commit_is_retried_even_when_no_more_messages_come() {
         Duration::from_secs(90),
         || c.stats.commits.load(Ordering::Relaxed) >= 1,
     );
+    // The two injected errors happened: two commits failed with them and were retried.
+    // (Only this test injects this error, so the lines are its consumer's.)
+    let failed = logged(&["offset commit failed; will retry", "metadata"]);
+    assert_eq!(failed.len(), 2, "{failed:#?}");
     c.stop();
 }
 
@@ -548,7 +576,11 @@ fn a_failed_batch_stops_the_consumer_instead_of_freezing_its_commits() {
         "a failed batch is fatal (the daemon exits 1)"
     );
     assert!(c.consumed() >= 10, "it had consumed the failed batch");
-    assert_eq!(s.committed(), 0, "nothing past the failed batch committed");
+    assert_eq!(
+        s.committed_now(),
+        0,
+        "nothing past the failed batch committed"
+    );
     c.thread.join().unwrap();
 }
 
@@ -592,9 +624,13 @@ fn one_consumers_shutdown_timeout_abandons_only_its_own_writes() {
     assert_eq!(b.stats.batches_in_flight.load(Ordering::Relaxed), 1);
     s.refuse(0);
     wait_for("B's batch committed", Duration::from_secs(60), || {
-        committed_total(&s.bs, "m10b", 1) == 10
+        committed_total(&s.bs, "m10b", 1).is_ok_and(|c| c == 10)
     });
-    assert_eq!(s.committed(), 0, "A's abandoned batch stays uncommitted");
+    assert_eq!(
+        s.committed_now(),
+        0,
+        "A's abandoned batch stays uncommitted"
+    );
     b.stop();
 }
 
@@ -674,23 +710,11 @@ admin_listen = "{admin_listen}"
     }
 }
 
-/// Messages consumed, as the admin endpoint at `addr` counts them (0 while it does not answer).
-fn consumed_per_admin(addr: &str) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let mut text = String::new();
-    if c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .is_err()
-        || c.read_to_string(&mut text).is_err()
-    {
-        return 0;
-    }
-    text.lines()
-        .filter(|l| l.starts_with("monasca_persister_messages_consumed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+/// Messages consumed, as the admin endpoint at `addr` counts them; `Err` while it does not
+/// answer 200. For polling.
+fn consumed_per_admin(addr: &str) -> std::io::Result<u64> {
+    let scrape = common::e2e::try_scrape(addr)?;
+    Ok(common::e2e::total(&scrape, "monasca_persister_messages_consumed_total") as u64)
 }
 
 #[test]
@@ -704,7 +728,7 @@ fn the_daemon_stops_cleanly_in_process_when_its_shutdown_future_resolves() {
     d.stop();
     // Stopping commits (synchronously) everything written: nothing left to wait for.
     assert_eq!(
-        s.committed(),
+        s.committed_now(),
         300,
         "what it wrote is committed when it returns"
     );
@@ -722,15 +746,15 @@ fn stopping_the_daemon_writes_and_commits_the_batch_that_was_not_due() {
     // A batch neither full nor due before the test ends: only stopping sends it.
     let d = Daemon::start(&s, 1000, 600.0, &admin);
     wait_for("every message consumed", Duration::from_secs(90), || {
-        consumed_per_admin(&admin) == 300
+        consumed_per_admin(&admin).is_ok_and(|n| n == 300)
     });
     assert!(s.h.received().is_empty(), "nothing written before the stop");
-    assert_eq!(s.committed(), 0);
+    assert_eq!(s.committed_now(), 0);
     d.stop();
     assert_eq!(
         s.h.received(),
         (0..300).collect(),
         "the stop wrote the batch"
     );
-    assert_eq!(s.committed(), 300, "and committed it before returning");
+    assert_eq!(s.committed_now(), 300, "and committed it before returning");
 }

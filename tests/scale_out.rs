@@ -27,11 +27,15 @@ const GROUP: &str = "1_metrics";
 const PARTITIONS: i32 = 4;
 
 /// Reads the group's committed offsets every ~200 ms in the background and records when it
-/// read them and what they were (one offset per partition, 0 where none).
+/// read them and what they were (one offset per partition, 0 where none), and how many reads
+/// failed (a failed read is no sample: the pauses reported around it come out longer).
 struct CommitSampler {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<(Instant, Vec<i64>)>>,
+    thread: JoinHandle<(Vec<Sample>, usize)>,
 }
+
+/// When the offsets were read, and each partition's.
+type Sample = (Instant, Vec<i64>);
 
 impl CommitSampler {
     fn start(tansu: &Tansu) -> Self {
@@ -44,7 +48,7 @@ impl CommitSampler {
             .create()
             .unwrap();
         let thread = std::thread::spawn(move || {
-            let mut samples = Vec::new();
+            let (mut samples, mut failed) = (Vec::new(), 0);
             while !flag.load(Ordering::Relaxed) {
                 let tick = Instant::now();
                 let mut tpl = TopicPartitionList::new();
@@ -61,23 +65,25 @@ impl CommitSampler {
                         }
                     }
                     samples.push((Instant::now(), offsets));
+                } else {
+                    failed += 1;
                 }
                 // Sampling cadence, not synchronisation.
                 std::thread::sleep(Duration::from_millis(200).saturating_sub(tick.elapsed()));
             }
-            samples
+            (samples, failed)
         });
         CommitSampler { stop, thread }
     }
 
-    fn stop(self) -> Vec<(Instant, Vec<i64>)> {
+    fn stop(self) -> (Vec<Sample>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("commit sampler thread")
     }
 }
 
 /// The times at which `value` of a sample was seen to increase.
-fn increases(samples: &[(Instant, Vec<i64>)], value: impl Fn(&[i64]) -> i64) -> Vec<Instant> {
+fn increases(samples: &[Sample], value: impl Fn(&[i64]) -> i64) -> Vec<Instant> {
     samples
         .windows(2)
         .filter(|w| value(&w[1].1) > value(&w[0].1))
@@ -217,7 +223,11 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         "A commits 10 000 messages",
         Duration::from_secs(180),
         &[&a],
-        || tansu.committed(GROUP, TOPIC, PARTITIONS) >= 10_000,
+        || {
+            tansu
+                .committed(GROUP, TOPIC, PARTITIONS)
+                .is_ok_and(|n| n >= 10_000)
+        },
     );
 
     // Scale out: B joins the group (a rebalance) while the load goes on.
@@ -245,12 +255,16 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         &[&a, &b],
         || metric_of(admin_a, "monasca_persister_points_written_total") > written_a_then,
     );
-    let committed_then = tansu.committed(GROUP, TOPIC, PARTITIONS);
+    let committed_then = tansu.committed_now(GROUP, TOPIC, PARTITIONS);
     wait_until(
         "10 000 more committed by the two daemons",
         Duration::from_secs(180),
         &[&a, &b],
-        || tansu.committed(GROUP, TOPIC, PARTITIONS) >= committed_then + 10_000,
+        || {
+            tansu
+                .committed(GROUP, TOPIC, PARTITIONS)
+                .is_ok_and(|n| n >= committed_then + 10_000)
+        },
     );
     // Both daemons wrote points, scraped before A stops.
     let written_a = metric_of(admin_a, "monasca_persister_points_written_total");
@@ -282,12 +296,16 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         || metric_of(admin_b, "monasca_persister_partitions_assigned") == PARTITIONS as f64,
     );
     let b_all = Instant::now();
-    let committed_then = tansu.committed(GROUP, TOPIC, PARTITIONS);
+    let committed_then = tansu.committed_now(GROUP, TOPIC, PARTITIONS);
     wait_until(
         "10 000 more committed by B alone",
         Duration::from_secs(180),
         &[&b],
-        || tansu.committed(GROUP, TOPIC, PARTITIONS) >= committed_then + 10_000,
+        || {
+            tansu
+                .committed(GROUP, TOPIC, PARTITIONS)
+                .is_ok_and(|n| n >= committed_then + 10_000)
+        },
     );
 
     // The load stops; everything produced lands exactly once and is committed.
@@ -303,7 +321,11 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         "commits reach the end",
         Duration::from_secs(120),
         &[&b],
-        || tansu.committed(GROUP, TOPIC, PARTITIONS) >= produced,
+        || {
+            tansu
+                .committed(GROUP, TOPIC, PARTITIONS)
+                .is_ok_and(|n| n >= produced)
+        },
     );
     // Each message is its own point (distinct timestamp), and a redelivered message rewrites
     // the same point: count == produced means each message is stored once, none lost.
@@ -313,7 +335,7 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         "points = messages produced"
     );
     assert_eq!(
-        tansu.committed(GROUP, TOPIC, PARTITIONS),
+        tansu.committed_now(GROUP, TOPIC, PARTITIONS),
         produced,
         "committed offsets = messages produced"
     );
@@ -329,7 +351,7 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
 
     // The measurement: pauses of the group's commits (sum over partitions) and of each
     // partition's, around each rebalance, with the steady state for comparison.
-    let samples = sampler.stop();
+    let (samples, failed_reads) = sampler.stop();
     let (consumed_a, consumed_b) = (consumed_at_stop(&a), consumed_at_stop(&b));
     let sum_ups = increases(&samples, |o| o.iter().sum());
     let part_ups: Vec<Vec<Instant>> = (0..PARTITIONS as usize)
@@ -351,7 +373,7 @@ fn second_daemon_joins_then_first_leaves_under_load_every_message_lands_once() {
         )
     };
     eprintln!(
-        "timeline (s since start; UTC as in the logs): B started {:.2} ({}), B had partitions {:.2}, SIGTERM to A {:.2} ({}), A exited {:.2}, B owned all {:.2}, load stopped {:.2}; produced {produced}, consumed by A {consumed_a} and B {consumed_b}: {} read twice; {} commit samples, {} increases of the sum",
+        "timeline (s since start; UTC as in the logs): B started {:.2} ({}), B had partitions {:.2}, SIGTERM to A {:.2} ({}), A exited {:.2}, B owned all {:.2}, load stopped {:.2}; produced {produced}, consumed by A {consumed_a} and B {consumed_b}: {} read twice; {} commit samples ({failed_reads} reads failed), {} increases of the sum",
         secs(b_start),
         wall(b_start),
         secs(b_assigned),

@@ -63,12 +63,10 @@ pub fn metric(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Points of [`metric`] messages stored in database `mon`.
+/// Points of [`metric`] messages stored in database `mon` (0 before the persister's first
+/// write has created it); panics on any answer that is not a count.
 pub fn metric_points(influx: &Influx) -> i64 {
-    let v = influx.query("mon", r#"SELECT count(value) FROM "e2e.metric""#);
-    v["results"][0]["series"][0]["values"][0][1]
-        .as_i64()
-        .unwrap_or(0)
+    influx.points_or_no_database("mon", r#"SELECT count(value) FROM "e2e.metric""#)
 }
 
 /// Produces `metric(i)` for `i = from, from + 1, …` to topic `metrics` (`partitions`
@@ -110,13 +108,20 @@ impl Feeder {
     }
 }
 
-/// The daemon's `/metrics` on `port`, parsed.
+/// The daemon's `/metrics` on `port`, parsed; panics unless it answers 200 with valid text.
 pub fn scrape(port: u16) -> prometheus_parse::Scrape {
-    let (status, body) =
-        super::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", b"").unwrap();
-    assert_eq!(status, 200);
+    try_scrape(&format!("127.0.0.1:{port}")).unwrap_or_else(|e| panic!("/metrics: {e}"))
+}
+
+/// The daemon's `/metrics` at `addr`, parsed; `Err` unless it answers 200 with valid text.
+pub fn try_scrape(addr: &str) -> std::io::Result<prometheus_parse::Scrape> {
+    let (status, body) = super::http_request(addr, "GET", "/metrics", b"")?;
+    if status != 200 {
+        return Err(std::io::Error::other(format!(
+            "/metrics answered {status}: {body}"
+        )));
+    }
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid Prometheus text")
 }
 
 /// The sum of every sample of metric `name`.

@@ -77,32 +77,82 @@ impl Tansu {
         produce_to(&self.bootstrap(), topic, partitions, payloads)
     }
 
-    /// Sum of the committed offsets of `group` on `topic` (0 where none).
-    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("group.id", group)
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
+    /// Sum of the committed offsets of `group` on `topic` (partitions with no commit count
+    /// 0); `Err` when the broker's answer could not be read. For polling.
+    pub fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<i64, CommittedError> {
+        committed_sum(&self.client(group), topic, partitions)
+    }
+
+    /// As [`Tansu::committed`], for a final assertion: a failed read is tried again (a
+    /// loaded machine can miss the 10 s answer limit), and panics if it keeps failing.
+    pub fn committed_now(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        committed_read(&self.client(group), topic, partitions)
+    }
+
+    fn client(&self, group: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap())
+            .set("group.id", group);
+        c
+    }
+}
+
+/// Why committed offsets could not be read.
+#[derive(Debug)]
+pub enum CommittedError {
+    /// The client could not be made, or the broker did not answer in time.
+    Kafka(rdkafka::error::KafkaError),
+    /// A partition's answer is neither an offset nor "nothing committed".
+    Unexpected(i32, Offset),
+}
+
+/// Sum of the committed offsets of the group `config` names on `topic`'s partitions
+/// `0..partitions`: a partition with nothing committed counts 0 (the broker said so); every
+/// other failure is an error.
+pub fn committed_sum(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<i64, CommittedError> {
+    let c: BaseConsumer = config.create().map_err(CommittedError::Kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map_err(CommittedError::Kafka)?;
+    let mut sum = 0;
+    for e in got.elements() {
+        if let Err(err) = e.error() {
+            return Err(CommittedError::Kafka(err));
         }
-        match c.committed_offsets(tpl, Duration::from_secs(10)) {
-            Ok(got) => got
-                .elements()
-                .iter()
-                .map(|e| {
-                    if let Offset::Offset(o) = e.offset() {
-                        o
-                    } else {
-                        0
-                    }
-                })
-                .sum(),
-            Err(_) => 0,
+        match e.offset() {
+            Offset::Offset(o) => sum += o,
+            Offset::Invalid => {}
+            other => return Err(CommittedError::Unexpected(e.partition(), other)),
         }
     }
+    Ok(sum)
+}
+
+/// [`committed_sum`] for a final assertion: up to three reads; panics with the last error
+/// when none succeeds.
+pub fn committed_read(config: &ClientConfig, topic: &str, partitions: i32) -> i64 {
+    let mut last = None;
+    for _ in 0..3 {
+        match committed_sum(config, topic, partitions) {
+            Ok(n) => return n,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("could not read the committed offsets of {topic}: {last:?}");
 }
 
 /// Produces every payload to `topic` at `bootstrap` (round-robin over partitions) and waits
@@ -208,15 +258,15 @@ impl Persister {
         None
     }
 
-    /// Resident memory in KiB (VmRSS).
+    /// Resident memory in KiB (VmRSS); panics when it cannot be read (the process is gone).
     pub fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let path = format!("/proc/{}/status", self.child.id());
+        let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         s.lines()
             .find(|l| l.starts_with("VmRSS:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no VmRSS in {path}:\n{s}"))
     }
 
     /// The admin endpoint's port, read from the "admin endpoint listening" log line (start the
@@ -240,8 +290,10 @@ impl Persister {
         panic!("no admin endpoint in the log:\n{}", self.log_text());
     }
 
+    /// The log so far; panics when it cannot be read (a check on what the log does not hold
+    /// must not pass on a failed read).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_else(|e| panic!("{}: {e}", self.log.display()))
     }
 }
 

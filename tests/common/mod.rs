@@ -414,20 +414,72 @@ impl Influx {
 }
 
 impl Influx {
-    /// `SELECT count(*)` of one measurement (0 when it does not exist).
+    /// `SELECT count(*)` of one measurement in `db`: 0 only when InfluxDB answered, for a
+    /// database that exists, that the measurement holds nothing; panics on any other answer.
     pub fn count(&self, db: &str, measurement: &str) -> i64 {
-        let v = self.query(db, &format!("SELECT count(*) FROM \"{measurement}\""));
-        v["results"][0]["series"][0]["values"][0]
-            .as_array()
-            .map(|row| {
-                row[1..]
-                    .iter()
-                    .filter_map(|c| c.as_i64())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
+        let q = format!("SELECT count(*) FROM \"{measurement}\"");
+        self.points(db, &q)
+            .unwrap_or_else(|e| panic!("counting {db}.{measurement}: {e:?}"))
     }
+
+    /// Runs a `SELECT count(…)` statement: the sum over the series it answers of each series'
+    /// largest count column (0 when the answer has no series: nothing matched).
+    pub fn points(&self, db: &str, q: &str) -> Result<i64, CountError> {
+        counted(&self.query(db, q))
+    }
+
+    /// As [`Influx::points`], reading a database that does not exist (yet) as 0: for
+    /// databases the persister creates at its first write.
+    pub fn points_or_no_database(&self, db: &str, q: &str) -> i64 {
+        match self.points(db, q) {
+            Ok(n) => n,
+            Err(CountError::NoDatabase(_)) => 0,
+            Err(e) => panic!("{q} in {db}: {e:?}"),
+        }
+    }
+}
+
+/// Why a count query gave no count.
+#[derive(Debug)]
+pub enum CountError {
+    /// InfluxDB answered that the database does not exist.
+    NoDatabase(String),
+    /// Any other error in the answer, or an answer not shaped like a count.
+    Answer(String),
+}
+
+/// The count in a `SELECT count(…)` answer: see [`Influx::points`].
+pub fn counted(answer: &Value) -> Result<i64, CountError> {
+    let result = &answer["results"][0];
+    if !result.is_object() {
+        return Err(CountError::Answer(format!("no result: {answer}")));
+    }
+    if let Some(e) = result.get("error") {
+        let e = e.as_str().unwrap_or_default().to_owned();
+        return Err(if e.starts_with("database not found") {
+            CountError::NoDatabase(e)
+        } else {
+            CountError::Answer(e)
+        });
+    }
+    let Some(series) = result.get("series") else {
+        return Ok(0);
+    };
+    let bad = || CountError::Answer(format!("not a count: {answer}"));
+    let mut total = 0;
+    for s in series.as_array().ok_or_else(bad)? {
+        let row = s["values"][0].as_array().ok_or_else(bad)?;
+        let counts = row
+            .get(1..)
+            .ok_or_else(bad)?
+            .iter()
+            // count(*) answers null for a field no point of the series has.
+            .filter(|c| !c.is_null())
+            .map(|c| c.as_i64().ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()?;
+        total += counts.into_iter().max().ok_or_else(bad)?;
+    }
+    Ok(total)
 }
 
 impl Drop for Influx {
@@ -507,7 +559,12 @@ pub fn http_request(
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no HTTP status line from {addr}: {text:?}"),
+            )
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -515,8 +572,8 @@ pub fn http_request(
     Ok((status, body))
 }
 
-/// One HTTPS request through `curl`, trusting `ca`: (status, body); status 0 when curl got
-/// no answer.
+/// One HTTPS request through `curl`, trusting `ca`: (status, body); `Err` when curl got no
+/// answer (it prints status 000 then).
 fn curl_request(
     ca: &std::path::Path,
     url: &str,
@@ -546,7 +603,13 @@ fn curl_request(
     let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    match code.trim().parse() {
+        Ok(code) if code != 0 => Ok((code, body.to_owned())),
+        _ => Err(std::io::Error::other(format!(
+            "curl got no answer from {url} ({}): {text:?}",
+            out.status
+        ))),
+    }
 }
 
 pub fn urlencode(s: &str) -> String {
