@@ -30,6 +30,8 @@ pub struct AdminState {
     pub ready_max_uncommitted: Option<std::time::Duration>,
     /// `/ready` fails once a partition has been unreadable longer than this (`None`: never).
     pub ready_max_unreadable: Option<std::time::Duration>,
+    /// `max_hourly_series_per_tenant`'s counts, when set.
+    pub series: Option<Arc<crate::pipeline::series::SeriesLimit>>,
 }
 
 /// Serves until `shutdown`.
@@ -348,6 +350,44 @@ pub fn render(state: &AdminState) -> String {
             "monasca_persister_partition_unreadable_seconds{{topic=\"{}\",partition=\"{partition}\",cause=\"{cause}\"}} {secs:.1}",
             label(&topic)
         );
+    }
+    if let Some(series) = &state.series {
+        let counts = series.counts();
+        sample(
+            &mut out,
+            "monasca_persister_series_limit",
+            "gauge",
+            "influxdb.max_hourly_series_per_tenant: new series a tenant may add per clock hour.",
+            series.max(),
+        );
+        header(
+            &mut out,
+            "monasca_persister_series_tracked",
+            "gauge",
+            "Distinct series (measurement + tag set) a tenant has written in the current hour.",
+        );
+        for c in &counts {
+            let _ = writeln!(
+                out,
+                "monasca_persister_series_tracked{{tenant=\"{}\"}} {}",
+                label(&c.tenant),
+                c.tracked
+            );
+        }
+        header(
+            &mut out,
+            "monasca_persister_series_refused_total",
+            "counter",
+            "Messages refused (dead-lettered as series_limit) because they would add a series beyond the tenant's hourly limit.",
+        );
+        for c in &counts {
+            let _ = writeln!(
+                out,
+                "monasca_persister_series_refused_total{{tenant=\"{}\"}} {}",
+                label(&c.tenant),
+                c.refused
+            );
+        }
     }
     // Each family's samples stay together, as the text format requires.
     let failing = w.failing_databases();
@@ -672,6 +712,7 @@ mod tests {
             started: Instant::now(),
             ready_max_uncommitted: bound,
             ready_max_unreadable: Some(Duration::from_secs(60)),
+            series: None,
         }
     }
 

@@ -65,6 +65,11 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     let redactor = crate::config::Redactor::new(
         (config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())),
     );
+    let series_limit = (config.influxdb.max_hourly_series_per_tenant > 0).then(|| {
+        Arc::new(crate::pipeline::series::SeriesLimit::new(
+            config.influxdb.max_hourly_series_per_tenant as usize,
+        ))
+    });
     let mut consumers = Vec::new();
     for (kind, p) in [
         (PipelineKind::Metrics, &config.kafka_metrics),
@@ -159,6 +164,11 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             shutdown_timeout,
             lag_interval: Duration::from_secs_f64(config.persister.lag_interval_seconds),
             database_refused: Duration::from_secs_f64(config.persister.database_refused_seconds),
+            // Series come from metrics; alarm transitions add a handful per alarm.
+            series_limit: match kind {
+                PipelineKind::Metrics => series_limit.clone(),
+                PipelineKind::AlarmHistory => None,
+            },
         });
         for i in 0..p.num_processors {
             let h = spawn_consumer(
@@ -188,6 +198,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             started: std::time::Instant::now(),
             ready_max_uncommitted: (config.persister.ready_max_uncommitted_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(config.persister.ready_max_uncommitted_seconds)),
+            series: series_limit.clone(),
             ready_max_unreadable: (config.persister.ready_max_unreadable_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(config.persister.ready_max_unreadable_seconds)),
         });

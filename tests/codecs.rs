@@ -59,39 +59,25 @@ fn produce_compressed(
 }
 
 /// Points stored of `metric(i)` for `i` in `range` (their timestamps are `BASE_TS + i` ms).
-fn points_in(influx: &Influx, range: &std::ops::Range<usize>) -> Result<i64, String> {
+fn points_in(influx: &Influx, range: &std::ops::Range<usize>) -> i64 {
     let q = format!(
         r#"SELECT count(value) FROM "e2e.metric" WHERE time >= {}ms AND time < {}ms"#,
         BASE_TS + range.start as i64,
         BASE_TS + range.end as i64
     );
-    let v = influx.query("mon", &q);
-    let results = &v["results"][0];
-    if let Some(e) = results.get("error") {
-        return Err(format!("query failed: {e}"));
-    }
-    match results.get("series") {
-        // No series: the database or measurement has no such points (yet).
-        None => Ok(0),
-        Some(s) => s[0]["values"][0][1]
-            .as_i64()
-            .ok_or_else(|| format!("no count in {v}")),
-    }
+    influx.points_or_no_database("mon", &q)
 }
 
 /// Waits until every codec's points are stored; fails naming the codecs that are not.
 fn wait_all_stored(influx: &Influx, codecs: &[&str], daemon: &Persister) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let counts: Vec<(&str, Result<i64, String>)> = codecs
+        let counts: Vec<(&str, i64)> = codecs
             .iter()
             .enumerate()
             .map(|(k, c)| (*c, points_in(influx, &(k * N..(k + 1) * N))))
             .collect();
-        if counts
-            .iter()
-            .all(|(_, n)| n.as_ref().is_ok_and(|&n| n == N as i64))
-        {
+        if counts.iter().all(|(_, n)| *n == N as i64) {
             return;
         }
         if Instant::now() > deadline {
@@ -294,7 +280,7 @@ fn a_partition_that_cannot_be_read_makes_ready_fail_naming_it_and_nothing_is_ski
     );
     let port = daemon.admin_port();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while points_in(&influx, &(0..100)) != Ok(100) {
+    while points_in(&influx, &(0..100)) != 100 {
         assert!(
             Instant::now() < deadline,
             "partition 0 not stored: {:?}\n{}",
@@ -365,7 +351,7 @@ fn a_partition_that_cannot_be_read_makes_ready_fail_naming_it_and_nothing_is_ski
     );
 
     // Nothing behind the unreadable batch was skipped to.
-    assert_eq!(points_in(&influx, &(100..200)), Ok(0));
+    assert_eq!(points_in(&influx, &(100..200)), 0);
     assert_eq!(
         sample(
             port,

@@ -25,24 +25,6 @@ fn wait_until(what: &str, limit: Duration, p: &Persister, mut f: impl FnMut() ->
     }
 }
 
-/// Points of tenant `t` stored in its database, or the error that kept us from reading them.
-fn tenant_points(influx: &Influx, t: usize) -> Result<i64, String> {
-    let v = influx.query(
-        &format!("mon_tenant-{t}"),
-        r#"SELECT count(value) FROM "e2e.metric""#,
-    );
-    let r = &v["results"][0];
-    if let Some(e) = r.get("error") {
-        return Err(format!("query failed: {e}"));
-    }
-    match r.get("series") {
-        None => Ok(0),
-        Some(s) => s[0]["values"][0][1]
-            .as_i64()
-            .ok_or_else(|| format!("no count in {v}")),
-    }
-}
-
 /// Runs `monasca-persister dead-letters ARGS --config-file CONFIG`: exit code and stdout.
 fn dead_letters(config: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
@@ -82,22 +64,7 @@ fn count_in(output: &str, section: &str, reason: &str, tenant: &str) -> u64 {
 
 #[test]
 fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_not_take() {
-    let mut influx = Influx::start_with(&[("INFLUXDB_HTTP_AUTH_ENABLED", "true")]);
-    influx.query(
-        "",
-        "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES",
-    );
-    influx.auth = Some(("admin".into(), "s3cret".into()));
-    for t in 0..3 {
-        influx.query("", &format!("CREATE DATABASE \"mon_tenant-{t}\""));
-    }
-    influx.query("", "CREATE USER persister WITH PASSWORD 'w-only'");
-    for t in 0..2 {
-        influx.query(
-            "",
-            &format!("GRANT WRITE ON \"mon_tenant-{t}\" TO persister"),
-        );
-    }
+    let influx = Influx::start_refusing_tenant_2();
     let tansu = Tansu::start();
     tansu.create_topic("metrics", 4);
     tansu.create_topic("alarm-state-transitions", 1);
@@ -126,11 +93,15 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
         "every offset committed",
         Duration::from_secs(180),
         &p,
-        || tansu.committed("1_metrics", "metrics", 4) == 3005,
+        || {
+            tansu
+                .committed("1_metrics", "metrics", 4)
+                .is_ok_and(|n| n == 3005)
+        },
     );
-    assert_eq!(tenant_points(&influx, 0), Ok(1000));
-    assert_eq!(tenant_points(&influx, 1), Ok(1000));
-    assert_eq!(tenant_points(&influx, 2), Ok(0));
+    assert_eq!(influx.tenant_points(0), 1000);
+    assert_eq!(influx.tenant_points(1), 1000);
+    assert_eq!(influx.tenant_points(2), 0);
 
     let (code, out) = dead_letters(&config, &["list"]);
     assert_eq!(code, 0, "{out}");
@@ -177,13 +148,17 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
         "tenant-2's 1 000 points",
         Duration::from_secs(120),
         &p,
-        || tenant_points(&influx, 2) == Ok(1000),
+        || influx.tenant_points(2) == 1000,
     );
     wait_until(
         "the replayed messages committed by the daemon",
         Duration::from_secs(120),
         &p,
-        || tansu.committed("1_metrics", "metrics", 4) == 4005,
+        || {
+            tansu
+                .committed("1_metrics", "metrics", 4)
+                .is_ok_and(|n| n == 4005)
+        },
     );
 
     // A second run replays nothing; the letters the filter did not take still wait.
@@ -206,7 +181,7 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
         5,
         "{listed}"
     );
-    assert_eq!(tenant_points(&influx, 2), Ok(1000));
+    assert_eq!(influx.tenant_points(2), 1000);
 }
 
 #[test]

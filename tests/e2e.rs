@@ -737,22 +737,7 @@ fn db_per_tenant_writes_each_tenants_points_to_its_own_database() {
 /// write to `mon_tenant-0` and `mon_tenant-1` but not to `mon_tenant-2`; a config for it with
 /// a database per tenant (`extra` appended to `[kafka]`).
 fn refusing_tenant_setup(kafka_extra: &str) -> (Setup, std::path::PathBuf) {
-    let mut influx = Influx::start_with(&[("INFLUXDB_HTTP_AUTH_ENABLED", "true")]);
-    influx.query(
-        "",
-        "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES",
-    );
-    influx.auth = Some(("admin".into(), "s3cret".into()));
-    for t in 0..3 {
-        influx.query("", &format!("CREATE DATABASE \"mon_tenant-{t}\""));
-    }
-    influx.query("", "CREATE USER persister WITH PASSWORD 'w-only'");
-    for t in 0..2 {
-        influx.query(
-            "",
-            &format!("GRANT WRITE ON \"mon_tenant-{t}\" TO persister"),
-        );
-    }
+    let influx = Influx::start_refusing_tenant_2();
     let s = setup_with(influx);
     let cfg = toml_config(
         &s,
@@ -767,15 +752,6 @@ fn refusing_tenant_setup(kafka_extra: &str) -> (Setup, std::path::PathBuf) {
     (s, cfg)
 }
 
-/// Points in tenant `t`'s database, which `refusing_tenant_setup` created: any answer but a
-/// count (a missing database included) panics.
-fn tenant_points(influx: &Influx, t: usize) -> i64 {
-    let db = format!("mon_tenant-{t}");
-    influx
-        .points(&db, r#"SELECT count(value) FROM "e2e.metric""#)
-        .unwrap_or_else(|e| panic!("points in {db}: {e:?}"))
-}
-
 /// Produces 3 000 metrics over the three tenants and waits until the two writable tenants'
 /// 1 000 points each have landed.
 fn writable_tenants_land(s: &Setup, p: &Persister) {
@@ -786,7 +762,7 @@ fn writable_tenants_land(s: &Setup, p: &Persister) {
         "the two writable tenants' points",
         Duration::from_secs(120),
         p,
-        || tenant_points(&s.influx, 0) == 1000 && tenant_points(&s.influx, 1) == 1000,
+        || s.influx.tenant_points(0) == 1000 && s.influx.tenant_points(1) == 1000,
     );
 }
 
@@ -837,7 +813,7 @@ fn a_refused_tenant_database_is_dead_lettered_and_the_other_tenants_move_on() {
         letters.iter().all(|(payload, _)| refused.contains(payload)),
         "only the refused tenant's messages, raw"
     );
-    assert_eq!(tenant_points(&s.influx, 2), 0);
+    assert_eq!(s.influx.tenant_points(2), 0);
     p.signal("-TERM");
     assert!(p.wait(Duration::from_secs(60)).expect("exits").success());
 }
@@ -874,7 +850,7 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
         0,
         "every partition's first batch waits for the refused tenant"
     );
-    assert_eq!(tenant_points(&s.influx, 2), 0);
+    assert_eq!(s.influx.tenant_points(2), 0);
     // The grant arrives: everything lands and is committed.
     s.influx
         .query("", "GRANT WRITE ON \"mon_tenant-2\" TO persister");
@@ -882,7 +858,7 @@ fn without_a_dead_letter_topic_a_refused_tenant_waits_loudly_until_granted() {
         "the refused tenant's points",
         Duration::from_secs(120),
         &p,
-        || tenant_points(&s.influx, 2) == 1000,
+        || s.influx.tenant_points(2) == 1000,
     );
     wait_until("everything committed", Duration::from_secs(120), &p, || {
         s.tansu

@@ -109,6 +109,7 @@ impl Harness {
             shutdown_timeout: Duration::from_secs(10),
             lag_interval: Duration::from_secs(1),
             database_refused: Duration::from_secs(300),
+            series_limit: None,
         });
         let dead = Arc::new(DeadLetters::new(topic.into(), None, self.cancel.clone()));
         spawn_consumer(

@@ -472,6 +472,7 @@ const OURS: &[(&str, &str, K)] = &[
     ("influxdb", "line_protocol", K::Str),
     ("influxdb", "retention_hours_per_tenant", K::IntDict),
     ("influxdb", "max_points_per_second", K::Int),
+    ("influxdb", "max_hourly_series_per_tenant", K::Int),
     ("persister", "policy", K::Str),
     ("persister", "max_message_bytes", K::Int),
     ("persister", "max_batches_in_flight", K::Int),

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 
+use super::series::SeriesGate;
 use crate::convert::{Converter, Kind, Reject};
 
 /// Where lines go: one database, or one per tenant (`<prefix>_<tenant>`).
@@ -72,6 +73,8 @@ pub struct PendingBatch {
     pub rejected: Vec<(usize, Reject)>,
     /// Accepted messages whose strings were altered by the sanitize policy.
     pub sanitized: usize,
+    /// Messages refused by `max_hourly_series_per_tenant`: index into `sources`, tenant.
+    pub over_limit: Vec<(usize, String)>,
 }
 
 impl PendingBatch {
@@ -114,6 +117,7 @@ impl PendingBatch {
             payloads,
             rejected: Vec::new(),
             sanitized: 0,
+            over_limit: Vec::new(),
         }
     }
 
@@ -126,7 +130,8 @@ impl PendingBatch {
         self.sources.is_empty()
     }
 
-    /// Converts one message into the batch.
+    /// Converts one message into the batch; with a `gate`, a line that would add a series
+    /// beyond its tenant's hourly limit is taken back and the message refused.
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
@@ -137,6 +142,7 @@ impl PendingBatch {
         partition: i32,
         offset: i64,
         payload: &[u8],
+        mut gate: Option<&mut SeriesGate>,
     ) {
         let index = self.sources.len();
         let range = if keep_payload {
@@ -154,6 +160,9 @@ impl PendingBatch {
         let (groups, tenant_group) = (&mut self.groups, &mut self.tenant_group);
         let mut chosen = 0;
         let result = converter.convert_to(kind, payload, |tenant| {
+            if let Some(gate) = gate.as_deref_mut() {
+                gate.tenant_is(tenant);
+            }
             if let Routing::PerTenant(prefix) = routing {
                 chosen = match tenant_group.get(tenant) {
                     Some(&g) => g,
@@ -169,6 +178,14 @@ impl PendingBatch {
         match result {
             Ok(encoded) => {
                 let g = &mut self.groups[chosen];
+                if let Some(gate) = gate {
+                    let start = g.line_ends.last().copied().unwrap_or(0);
+                    if !gate.admit(&g.lines[start..]) {
+                        g.lines.truncate(start);
+                        self.over_limit.push((index, gate.tenant().to_owned()));
+                        return;
+                    }
+                }
                 g.line_ends.push(g.lines.len());
                 g.sources.push(index);
                 self.sanitized += usize::from(encoded.sanitized > 0);
@@ -189,6 +206,53 @@ mod tests {
     }
 
     #[test]
+    fn a_line_past_its_tenants_series_limit_is_taken_back_and_its_message_refused() {
+        use crate::pipeline::series::{SeriesGate, SeriesLimit};
+        let routing = Routing::PerTenant("mon".into());
+        let mut b = PendingBatch::new(1, &routing, 10);
+        let mut c = Converter::default();
+        let mut gate = SeriesGate::new(std::sync::Arc::new(SeriesLimit::new(1)));
+        gate.set_hour(1);
+        let with_host = |t: &str, host: &str, v: u32| {
+            format!(
+                r#"{{"metric":{{"name":"m","dimensions":{{"host":"{host}"}},"timestamp":{v},"value":{v}}},"meta":{{"tenantId":"{t}","region":"r"}}}}"#
+            )
+        };
+        let messages = [
+            with_host("a", "h1", 1),
+            with_host("a", "h2", 2), // a second series of a: refused
+            with_host("b", "h2", 3), // b's first
+            with_host("a", "h1", 4), // a's admitted series again
+        ];
+        for (i, m) in messages.iter().enumerate() {
+            b.add(
+                &mut c,
+                Kind::Metrics,
+                &routing,
+                true,
+                0,
+                i as i64,
+                m.as_bytes(),
+                Some(&mut gate),
+            );
+        }
+        assert_eq!(b.over_limit, vec![(1, "a".to_string())]);
+        let a = &b.groups[0];
+        assert_eq!((a.db.as_str(), a.sources.clone()), ("mon_a", vec![0, 3]));
+        let text = std::str::from_utf8(&a.lines).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.contains("h2"),
+            "the refused line was taken back: {text}"
+        );
+        assert_eq!(a.line_ends, vec![text.find('\n').unwrap() + 1, text.len()]);
+        assert_eq!(
+            &b.payloads[b.sources[1].payload.clone()],
+            messages[1].as_bytes()
+        );
+    }
+
+    #[test]
     fn per_tenant_routing_groups_lines_by_database() {
         let routing = Routing::PerTenant("mon".into());
         let mut b = PendingBatch::new(1, &routing, 10);
@@ -202,9 +266,10 @@ mod tests {
                 0,
                 i as i64,
                 metric(t, i as u32).as_bytes(),
+                None,
             );
         }
-        b.add(&mut c, Kind::Metrics, &routing, true, 0, 3, b"{bad");
+        b.add(&mut c, Kind::Metrics, &routing, true, 0, 3, b"{bad", None);
         let dbs: Vec<_> = b
             .groups
             .iter()

@@ -79,6 +79,8 @@ struct State {
     abandon: CancellationToken,
     /// Partitions librdkafka reports errors for instead of messages.
     unreadable: Unreadable,
+    /// `max_hourly_series_per_tenant`, when set (metrics only).
+    series: Option<super::series::SeriesGate>,
 }
 
 struct Ctx {
@@ -478,6 +480,9 @@ impl State {
     /// bookkeeping is per run of one partition's messages, not per message.
     fn take<'a>(&mut self, fetched: impl Iterator<Item = Fetch<'a>>) {
         let now = Instant::now();
+        if let Some(gate) = &mut self.series {
+            gate.set_hour(super::series::current_hour());
+        }
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
         let mut got_any = false;
         for f in fetched {
@@ -504,6 +509,7 @@ impl State {
                         converter,
                         settings,
                         keep_payload,
+                        series,
                         ..
                     } = self;
                     batch.add(
@@ -514,6 +520,7 @@ impl State {
                         partition,
                         offset,
                         payload,
+                        series.as_mut(),
                     );
                 }
                 // Only delivered when the operator enabled `enable.partition.eof`.
@@ -794,6 +801,7 @@ pub fn spawn_consumer(
         control: control.clone(),
         abandon: cancel.clone(),
         unreadable: Unreadable::default(),
+        series: (settings.series_limit.clone()).map(super::series::SeriesGate::new),
         settings: settings.clone(),
     };
     let topic = std::ffi::CString::new(settings.topic.as_str())

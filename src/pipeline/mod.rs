@@ -19,6 +19,7 @@ mod consumer;
 pub mod deadletter;
 mod fetch;
 pub mod offsets;
+pub mod series;
 pub mod state;
 pub mod unreadable;
 
@@ -60,6 +61,8 @@ pub struct PipelineSettings {
     /// With a dead-letter topic: how long a database may refuse every write (403, bucket
     /// missing) before its lines are dead-lettered instead of waited for.
     pub database_refused: Duration,
+    /// `max_hourly_series_per_tenant`: shared by this pipeline's consumers (None: off).
+    pub series_limit: Option<Arc<series::SeriesLimit>>,
 }
 
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).
@@ -161,6 +164,7 @@ pub async fn process_batch(
         mut sources,
         payloads,
         rejected,
+        over_limit,
         ..
     } = batch;
     let single = groups.len() == 1;
@@ -176,6 +180,15 @@ pub async fn process_batch(
             detail: r.to_string(),
             payload: payload_of(i),
         })
+        .chain(over_limit.into_iter().map(|(i, tenant)| DeadLetter {
+            partition: sources[i].partition,
+            offset: sources[i].offset,
+            reason: "series_limit",
+            detail: format!(
+                "tenant {tenant:?} has reached max_hourly_series_per_tenant: this message would add a series beyond the limit in this hour"
+            ),
+            payload: payload_of(i),
+        }))
         .collect();
     // One write per database, all at once: the writer's `max_in_flight` bounds how many run
     // (with a database per tenant, a batch holds many). Dropping the set (an early return)

@@ -53,6 +53,9 @@ pub struct InfluxConfig {
     /// Most points written per second, over all writes (0: unlimited): a token bucket of
     /// one second's worth; a capped writer pauses the consumers (backpressure).
     pub max_points_per_second: u64,
+    /// Per tenant, at most this many distinct series (measurement + tag set) in a clock hour
+    /// (0: off); a message that would add one more is dead-lettered (`series_limit`).
+    pub max_hourly_series_per_tenant: u64,
     /// With `db_per_tenant`: the default retention policy, in hours, of the database created
     /// for each tenant named here (0: none); the others get `default_retention_hours`.
     pub retention_hours_per_tenant: std::collections::BTreeMap<String, u32>,
@@ -97,6 +100,7 @@ impl Default for InfluxConfig {
             default_retention_hours: 0,
             retention_hours_per_tenant: Default::default(),
             max_points_per_second: 0,
+            max_hourly_series_per_tenant: 0,
             retention_policy: String::new(),
             batch_size: 10_000,
             max_body_bytes: 8 << 20,

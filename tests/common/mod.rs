@@ -428,6 +428,37 @@ impl Influx {
         counted(&self.query(db, q))
     }
 
+    /// InfluxDB with authentication on, three tenant databases (`mon_tenant-0` to `-2`), an
+    /// admin the harness queries as, and a user `persister` (password `w-only`) that may
+    /// write to `mon_tenant-0` and `mon_tenant-1` but not to `mon_tenant-2`.
+    pub fn start_refusing_tenant_2() -> Self {
+        let mut influx = Influx::start_with(&[("INFLUXDB_HTTP_AUTH_ENABLED", "true")]);
+        influx.query(
+            "",
+            "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES",
+        );
+        influx.auth = Some(("admin".into(), "s3cret".into()));
+        for t in 0..3 {
+            influx.query("", &format!("CREATE DATABASE \"mon_tenant-{t}\""));
+        }
+        influx.query("", "CREATE USER persister WITH PASSWORD 'w-only'");
+        for t in 0..2 {
+            influx.query(
+                "",
+                &format!("GRANT WRITE ON \"mon_tenant-{t}\" TO persister"),
+            );
+        }
+        influx
+    }
+
+    /// Points of `metric` messages of tenant `t` in its database `mon_tenant-{t}`; panics
+    /// when they cannot be counted.
+    pub fn tenant_points(&self, t: usize) -> i64 {
+        let db = format!("mon_tenant-{t}");
+        self.points(&db, r#"SELECT count(value) FROM "e2e.metric""#)
+            .unwrap_or_else(|e| panic!("points in {db}: {e:?}"))
+    }
+
     /// As [`Influx::points`], reading a database that does not exist (yet) as 0: for
     /// databases the persister creates at its first write.
     pub fn points_or_no_database(&self, db: &str, q: &str) -> i64 {
