@@ -954,7 +954,10 @@ fn secrets_refused_by_influxdb_or_kafka_never_reach_the_log() {
         },
     );
     p.signal("-TERM");
-    assert!(p.wait(Duration::from_secs(30)).is_some(), "did not stop");
+    // A stop by signal is clean (exit 0) even with writes refused: they are abandoned
+    // uncommitted after the shutdown timeout.
+    let status = p.wait(Duration::from_secs(30)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", p.log_text());
     assert_no_secret(&p.log_text(), &[DB_SECRET]);
     assert_eq!(metric_points(&s.influx), 0);
 

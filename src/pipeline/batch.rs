@@ -142,7 +142,7 @@ impl PendingBatch {
         partition: i32,
         offset: i64,
         payload: &[u8],
-        mut gate: Option<&mut SeriesGate>,
+        gate: Option<&mut SeriesGate>,
     ) {
         let index = self.sources.len();
         let range = if keep_payload {
@@ -160,9 +160,6 @@ impl PendingBatch {
         let (groups, tenant_group) = (&mut self.groups, &mut self.tenant_group);
         let mut chosen = 0;
         let result = converter.convert_to(kind, payload, |tenant| {
-            if let Some(gate) = gate.as_deref_mut() {
-                gate.tenant_is(tenant);
-            }
             if let Routing::PerTenant(prefix) = routing {
                 chosen = match tenant_group.get(tenant) {
                     Some(&g) => g,
@@ -180,9 +177,10 @@ impl PendingBatch {
                 let g = &mut self.groups[chosen];
                 if let Some(gate) = gate {
                     let start = g.line_ends.last().copied().unwrap_or(0);
-                    if !gate.admit(&g.lines[start..]) {
+                    if let Err(tenant) = gate.admit(&g.lines[start..]) {
+                        let tenant = String::from_utf8_lossy(tenant).into_owned();
                         g.lines.truncate(start);
-                        self.over_limit.push((index, gate.tenant().to_owned()));
+                        self.over_limit.push((index, tenant));
                         return;
                     }
                 }

@@ -30,26 +30,39 @@ const SHARDS: usize = 16;
 /// Most entries in one consumer's cache of admitted series before it is cleared.
 pub const LOCAL_MAX: usize = 1 << 18;
 
-/// 64-bit FxHash-style mixing over 8-byte words: fast on the short keys here, and only ever
-/// used for series and tenant names this daemon writes (not for a map an outsider can fill
-/// with chosen keys without bound: every set here is capped).
+/// The 128-bit product of `a` and `b`, folded to 64 bits (the mixing step of wyhash and its
+/// successors).
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
+
+/// A fast 64-bit hash of a series key: 16 bytes per folded multiply. Only ever used for series
+/// and tenant names this daemon writes, in sets that are capped (no outsider can fill a map
+/// without bound with chosen collisions).
 pub fn hash(seed: u64, bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = seed;
-    let mut chunks = bytes.chunks_exact(8);
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
+    let mut h = seed ^ K0 ^ (bytes.len() as u64).wrapping_mul(K1);
+    let mut chunks = bytes.chunks_exact(16);
     for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        h = fold_mul(word(&c[..8]) ^ K1, word(&c[8..]) ^ h);
     }
     let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    // Length, and a final avalanche so that the low bits (which pick buckets) depend on all.
-    h = (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K);
-    h ^ (h >> 29)
+    let (a, b) = if rest.len() > 8 {
+        (word(&rest[..8]), word(&rest[8..]))
+    } else {
+        (word(rest), 0)
+    };
+    fold_mul(a ^ K1 ^ h, b ^ K0).wrapping_add(h)
 }
 
 /// A hasher for keys that are hashes already.
@@ -71,18 +84,43 @@ impl Hasher for IdHasher {
 
 type HashSet64 = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
+/// Whether the byte at `at` is escaped: preceded by an odd number of backslashes.
+fn escaped(line: &[u8], at: usize) -> bool {
+    line[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+}
+
 /// The line's series key: everything up to its first space not escaped by a backslash.
 pub fn series_key(line: &[u8]) -> &[u8] {
     let mut from = 0;
     while let Some(i) = memchr::memchr(b' ', &line[from..]) {
         let at = from + i;
-        let backslashes = line[..at].iter().rev().take_while(|&&b| b == b'\\').count();
-        if backslashes % 2 == 0 {
+        if !escaped(line, at) {
             return &line[..at];
         }
         from = at + 1;
     }
     line
+}
+
+/// The tenant tag's value in a series key, as written (escaped); empty when there is none.
+pub fn tenant_of_key(key: &[u8]) -> &[u8] {
+    const TAG: &[u8] = b",_tenant_id=";
+    let finder = memchr::memmem::Finder::new(TAG);
+    for at in finder.find_iter(key) {
+        if escaped(key, at) {
+            continue;
+        }
+        let value = &key[at + TAG.len()..];
+        let mut end = 0;
+        while let Some(i) = memchr::memchr(b',', &value[end..]) {
+            if !escaped(value, end + i) {
+                return &value[..end + i];
+            }
+            end += i + 1;
+        }
+        return value;
+    }
+    &[]
 }
 
 #[derive(Default)]
@@ -176,14 +214,12 @@ impl SeriesLimit {
     }
 }
 
-/// One consumer's door to a [`SeriesLimit`]: the tenant of the message being converted and a
-/// cache of the series this consumer saw admitted this hour (no lock for those).
+/// One consumer's door to a [`SeriesLimit`], with a cache of the series this consumer saw
+/// admitted this hour (no lock for those).
 pub struct SeriesGate {
     limit: std::sync::Arc<SeriesLimit>,
     hour: u64,
     admitted: HashSet64,
-    tenant: String,
-    tenant_hash: u64,
 }
 
 impl SeriesGate {
@@ -192,8 +228,6 @@ impl SeriesGate {
             limit,
             hour: 0,
             admitted: HashSet64::default(),
-            tenant: String::new(),
-            tenant_hash: 0,
         }
     }
 
@@ -205,37 +239,31 @@ impl SeriesGate {
         }
     }
 
-    /// The tenant of the message being converted.
-    pub fn tenant_is(&mut self, tenant: &str) {
-        tenant.clone_into(&mut self.tenant);
-        self.tenant_hash = hash(0, tenant.as_bytes());
-    }
-
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
     pub fn limit(&self) -> usize {
         self.limit.max()
     }
 
-    /// Whether the line (of the tenant last given) may be written.
-    pub fn admit(&mut self, line: &[u8]) -> bool {
-        let h = hash(self.tenant_hash, series_key(line));
+    /// Whether the line may be written; `Err(tenant)` (as the line writes it) when it may
+    /// not. Its series key holds the tenant (the `_tenant_id` tag, which every metric line
+    /// carries), so the key's hash alone names the tenant's series, and the tenant is read
+    /// from the key only on a miss of the cache.
+    #[inline]
+    pub fn admit<'l>(&mut self, line: &'l [u8]) -> Result<(), &'l [u8]> {
+        let key = series_key(line);
+        let h = hash(0, key);
         if self.admitted.contains(&h) {
-            return true;
+            return Ok(());
         }
-        if !self
-            .limit
-            .admit(&self.tenant, self.tenant_hash, h, self.hour)
-        {
-            return false;
+        let tenant = tenant_of_key(key);
+        let name = String::from_utf8_lossy(tenant);
+        if !self.limit.admit(&name, hash(1, tenant), h, self.hour) {
+            return Err(tenant);
         }
         if self.admitted.len() >= LOCAL_MAX {
             self.admitted.clear();
         }
         self.admitted.insert(h);
-        true
+        Ok(())
     }
 }
 
@@ -264,6 +292,22 @@ mod tests {
     }
 
     #[test]
+    fn the_tenant_is_read_from_its_tag_as_written() {
+        assert_eq!(
+            tenant_of_key(b"cpu,_region=r,_tenant_id=abc,host=a"),
+            b"abc"
+        );
+        assert_eq!(tenant_of_key(b"cpu,_tenant_id=abc"), b"abc");
+        assert_eq!(tenant_of_key(br"cpu,_tenant_id=a\,b,host=x"), br"a\,b");
+        // Inside a value (its comma escaped), not the tag.
+        assert_eq!(
+            tenant_of_key(br"cpu,host=x\,_tenant_id=no,_tenant_id=yes"),
+            b"yes"
+        );
+        assert_eq!(tenant_of_key(b"cpu,host=a"), b"");
+    }
+
+    #[test]
     fn hashes_differ_by_key_and_by_seed() {
         let a = hash(0, b"cpu,host=a,_tenant_id=t");
         assert_ne!(a, hash(0, b"cpu,host=b,_tenant_id=t"));
@@ -283,17 +327,16 @@ mod tests {
         let mut b = SeriesGate::new(limit.clone());
         a.set_hour(10);
         b.set_hour(10);
-        a.tenant_is("big");
-        let got: Vec<bool> = (0..5).map(|h| a.admit(line("big", h).as_bytes())).collect();
+        let got: Vec<bool> = (0..5)
+            .map(|h| a.admit(line("big", h).as_bytes()).is_ok())
+            .collect();
         assert_eq!(got, [true, true, true, false, false]);
         // The other consumer shares the count: no fourth series there either, but the
         // admitted ones flow.
-        b.tenant_is("big");
-        assert!(!b.admit(line("big", 7).as_bytes()));
-        assert!(b.admit(line("big", 1).as_bytes()));
+        assert!(b.admit(line("big", 7).as_bytes()).is_err());
+        assert!(b.admit(line("big", 1).as_bytes()).is_ok());
         // Another tenant has its own count.
-        b.tenant_is("small");
-        assert!(b.admit(line("small", 9).as_bytes()));
+        assert!(b.admit(line("small", 9).as_bytes()).is_ok());
         assert_eq!(
             limit.counts(),
             vec![
@@ -311,8 +354,7 @@ mod tests {
         );
         // The next hour starts from zero; the refusals stay counted.
         a.set_hour(11);
-        a.tenant_is("big");
-        assert!(a.admit(line("big", 4).as_bytes()));
+        assert!(a.admit(line("big", 4).as_bytes()).is_ok());
         let big = &limit.counts()[0];
         assert_eq!((big.tracked, big.refused), (1, 3));
     }
@@ -324,11 +366,9 @@ mod tests {
         let mut behind = SeriesGate::new(limit.clone());
         ahead.set_hour(11);
         behind.set_hour(10);
-        ahead.tenant_is("t");
-        behind.tenant_is("t");
-        assert!(ahead.admit(line("t", 1).as_bytes()));
+        assert!(ahead.admit(line("t", 1).as_bytes()).is_ok());
         assert!(
-            !behind.admit(line("t", 2).as_bytes()),
+            behind.admit(line("t", 2).as_bytes()).is_err(),
             "hour 10 does not reset hour 11's count"
         );
     }
