@@ -284,6 +284,22 @@ pub fn render(state: &AdminState) -> String {
         "monasca_persister_write_duration_seconds",
         "Duration of HTTP write requests.",
     );
+    header(
+        &mut out,
+        "monasca_persister_end_to_end_latency_seconds",
+        "histogram",
+        "From a message's creation (a metric's creation_time, an alarm transition's timestamp) to InfluxDB's acknowledgement of the write that stored it, per point written; messages without a creation time are not observed.",
+    );
+    for (pipeline, h) in [
+        ("metrics", &p.end_to_end[0].0),
+        ("alarms", &p.end_to_end[1].0),
+    ] {
+        h.render_samples(
+            &mut out,
+            "monasca_persister_end_to_end_latency_seconds",
+            &format!("pipeline=\"{pipeline}\""),
+        );
+    }
     sample(
         &mut out,
         "monasca_persister_batches_in_flight",

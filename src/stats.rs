@@ -33,7 +33,77 @@ impl Default for Histogram {
     }
 }
 
+/// Bucket bounds for end-to-end latency (seconds): from a tenth of a second to a day.
+pub const END_TO_END_BOUNDS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0,
+    86400.0,
+];
+
+/// An end-to-end latency histogram ([`END_TO_END_BOUNDS`]).
+#[derive(Debug)]
+pub struct EndToEnd(pub Histogram);
+
+impl Default for EndToEnd {
+    fn default() -> Self {
+        EndToEnd(Histogram::with_bounds(END_TO_END_BOUNDS))
+    }
+}
+
+/// Observations gathered locally (per batch), added to a [`Histogram`] in one go.
+#[derive(Debug, Default)]
+pub struct Tally {
+    buckets: Vec<u64>,
+    sum_micros: u64,
+    count: u64,
+}
+
+impl Tally {
+    /// One observation of `ms` milliseconds against `bounds` (negative: 0, a clock ahead).
+    #[inline]
+    pub fn observe_ms(&mut self, bounds: &[f64], ms: i64) {
+        if self.buckets.len() != bounds.len() {
+            self.buckets.resize(bounds.len(), 0);
+        }
+        let ms = ms.max(0);
+        let s = ms as f64 / 1000.0;
+        if let Some(i) = bounds.iter().position(|&b| s <= b) {
+            self.buckets[i] += 1;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(ms as u64 * 1000);
+        self.count += 1;
+    }
+}
+
 impl Histogram {
+    /// With its own bucket bounds (seconds, ascending).
+    pub fn with_bounds(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
+    }
+
+    /// Adds what `t` gathered (against this histogram's bounds).
+    pub fn add(&self, t: &Tally) {
+        for (b, &n) in self.buckets.iter().zip(&t.buckets) {
+            if n > 0 {
+                b.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add(t.sum_micros, Ordering::Relaxed);
+        self.count.fetch_add(t.count, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
@@ -47,19 +117,30 @@ impl Histogram {
     /// Renders as a Prometheus histogram.
     pub fn render_to(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_samples(out, name, "");
+    }
+
+    /// The samples alone (after a `# TYPE … histogram` header), each with `labels`
+    /// (`key="value"`, or empty) before `le`.
+    pub fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
+        let (with, only) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.buckets) {
             cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{with}le=\"{b}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{with}le=\"+Inf\"}} {count}");
         let _ = writeln!(
             out,
-            "{name}_sum {}",
+            "{name}_sum{only} {}",
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_count{only} {count}");
     }
 }
 
@@ -173,6 +254,31 @@ impl RateLimit {
             self.suppressed += 1;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod end_to_end_tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_lands_in_its_buckets_and_renders_with_labels() {
+        let h = Histogram::with_bounds(&[1.0, 10.0]);
+        let mut t = Tally::default();
+        for ms in [500, 1000, 1001, 20_000, -50] {
+            t.observe_ms(h.bounds(), ms);
+        }
+        h.add(&t);
+        let mut out = String::new();
+        h.render_samples(&mut out, "x", "pipeline=\"metrics\"");
+        assert_eq!(
+            out,
+            "x_bucket{pipeline=\"metrics\",le=\"1\"} 3\n\
+             x_bucket{pipeline=\"metrics\",le=\"10\"} 4\n\
+             x_bucket{pipeline=\"metrics\",le=\"+Inf\"} 5\n\
+             x_sum{pipeline=\"metrics\"} 22.501\n\
+             x_count{pipeline=\"metrics\"} 5\n"
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::e2e::{BASE_TS, metric, persister_toml, scrape};
+use common::e2e::{BASE_TS, metric, persister_toml, scrape, value};
 use common::kafka::{Persister, Tansu, send};
 use common::{Influx, TempDir};
 use rdkafka::ClientConfig;
@@ -103,16 +103,7 @@ fn start_daemon(dir: &TempDir, bootstrap: &str, influx: &Influx, extra: &str) ->
 
 /// The value of one sample of `name` whose labels include all of `labels`; `None` if absent.
 fn sample(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape(port)
-        .samples
-        .into_iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            other => panic!("{name}: unexpected sample {other:?}"),
-        })
+    value(&scrape(port), name, labels)
 }
 
 fn no_read_errors(daemon: &Persister) {
@@ -309,7 +300,7 @@ fn a_partition_that_cannot_be_read_makes_ready_fail_naming_it_and_nothing_is_ski
     assert_eq!(parts[0]["topic"], "metrics", "{body}");
     assert_eq!(parts[0]["partition"], 1, "{body}");
     assert_eq!(parts[0]["cause"], "decompression", "{body}");
-    assert!(parts[0]["seconds"].as_f64().expect(&body) > 3.0, "{body}");
+    assert!(parts[0]["seconds"].as_f64().expect(&body) >= 3.0, "{body}");
 
     // The counter moves while the partition stays unreadable ...
     let errors = |port| {
@@ -331,7 +322,7 @@ fn a_partition_that_cannot_be_read_makes_ready_fail_naming_it_and_nothing_is_ski
         &[("partition", "1"), ("cause", "decompression")],
     )
     .expect("unreadable gauge for partition 1");
-    assert!(gauge > 3.0, "{gauge}");
+    assert!(gauge >= 3.0, "{gauge}");
 
     // ... but it was logged once, however often librdkafka repeated the error.
     let log = daemon.log_text();

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::e2e::{BASE_TS, persister_toml, scrape};
+use common::e2e::{BASE_TS, persister_toml, scrape, value};
 use common::kafka::{Persister, Tansu};
 use common::{Influx, TempDir};
 
@@ -29,16 +29,7 @@ fn points(influx: &Influx, tenant: &str) -> i64 {
 }
 
 fn gauge(port: u16, name: &str, tenant: &str) -> Option<f64> {
-    scrape(port)
-        .samples
-        .into_iter()
-        .find(|s| s.metric == name && s.labels.get("tenant") == Some(tenant))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            other => panic!("{name}: {other:?}"),
-        })
+    value(&scrape(port), name, &[("tenant", tenant)])
 }
 
 #[test]

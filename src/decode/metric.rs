@@ -64,6 +64,27 @@ pub struct Metric<'t, 'a> {
     pub tenant_id: &'a str,
     /// `meta.region`.
     pub region: &'a str,
+    /// The envelope's `creation_time` in milliseconds (Monasca's API writes seconds; a value
+    /// of 10^11 or more is read as milliseconds already); 0 when absent or not a positive
+    /// number, which is never a reason to reject the message.
+    pub created_ms: i64,
+}
+
+/// The envelope's `creation_time` in milliseconds; see [`Metric::created_ms`].
+fn creation_ms(v: Json<'_, '_>) -> i64 {
+    let f = match v.node() {
+        Node::Static(StaticNode::I64(i)) => i as f64,
+        Node::Static(StaticNode::U64(u)) => u as f64,
+        Node::Static(StaticNode::F64(f)) => f,
+        _ => return 0,
+    };
+    if !(f.is_finite() && f > 0.0 && f < 1e15) {
+        0
+    } else if f >= 1e11 {
+        f as i64
+    } else {
+        (f * 1000.0) as i64
+    }
 }
 
 impl<'t, 'a> Metric<'t, 'a> {
@@ -74,11 +95,12 @@ impl<'t, 'a> Metric<'t, 'a> {
                 expected: "an object",
             });
         }
-        let (mut metric, mut meta) = (None, None);
+        let (mut metric, mut meta, mut created) = (None, None, None);
         for (k, v) in root.entries() {
             match k {
                 "metric" => metric = Some(v),
                 "meta" => meta = Some(v),
+                "creation_time" => created = Some(v),
                 _ => {}
             }
         }
@@ -132,6 +154,7 @@ impl<'t, 'a> Metric<'t, 'a> {
             value_meta: value_meta.filter(|v| !falsy(v)),
             tenant_id: "",
             region: "",
+            created_ms: created.map_or(0, creation_ms),
         };
         if let Some(d) = dims.filter(|d| !d.is_null()) {
             if !d.is_object() {

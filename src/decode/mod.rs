@@ -341,6 +341,39 @@ mod tests {
     }
 
     #[test]
+    fn creation_time_is_read_in_seconds_or_milliseconds_and_never_rejects() {
+        let created = |extra: &str| {
+            let json = format!(
+                r#"{{"metric":{{"name":"m","timestamp":1,"value":1}},"meta":{{"tenantId":"t","region":"r"}}{extra}}}"#
+            );
+            metric(&json, |m| m.created_ms)
+        };
+        assert_eq!(
+            created(r#","creation_time":1700000000"#),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            created(r#","creation_time":1700000000.25"#),
+            Ok(1_700_000_000_250)
+        );
+        assert_eq!(
+            created(r#","creation_time":1700000000123"#),
+            Ok(1_700_000_000_123),
+            "already milliseconds"
+        );
+        for unknown in [
+            "",
+            r#","creation_time":null"#,
+            r#","creation_time":"1700000000""#,
+            r#","creation_time":-5"#,
+            r#","creation_time":{}"#,
+            r#","creation_time":1e300"#,
+        ] {
+            assert_eq!(created(unknown), Ok(0), "{unknown}");
+        }
+    }
+
+    #[test]
     fn integer_timestamp() {
         let ts = metric(
             &envelope(r#""name":"m","timestamp":1554725987408,"value":1"#),

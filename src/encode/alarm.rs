@@ -67,7 +67,10 @@ impl Encoder {
             }
             out.put_u8(b'"');
             timestamp(out, a.timestamp_ms);
-            Ok(Encoded { sanitized: edits })
+            Ok(Encoded {
+                sanitized: edits,
+                created_ms: a.timestamp_ms,
+            })
         })
     }
 }

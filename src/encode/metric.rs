@@ -72,7 +72,10 @@ impl Encoder {
             }
             out.put_u8(b'"');
             timestamp(out, m.timestamp_ms);
-            Ok(Encoded { sanitized: edits })
+            Ok(Encoded {
+                sanitized: edits,
+                created_ms: m.created_ms,
+            })
         })
     }
 }

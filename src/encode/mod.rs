@@ -148,10 +148,13 @@ impl fmt::Display for Problem {
 }
 
 /// A line was written. `sanitized` counts strings altered under [`Policy::Sanitize`]
-/// (always 0 under [`Policy::Reject`]).
+/// (always 0 under [`Policy::Reject`]); `created_ms` is when the message was made (a metric's
+/// envelope `creation_time`, an alarm transition's `timestamp`), 0 when unknown: the start of
+/// its end-to-end latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Encoded {
     pub sanitized: u32,
+    pub created_ms: i64,
 }
 
 /// Turns decoded messages into lines. Cheap to copy; holds only the policy and the dialect.

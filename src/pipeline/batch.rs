@@ -33,6 +33,9 @@ pub struct Group {
     pub line_ends: Vec<usize>,
     /// Index into the batch's `sources` of each line.
     pub sources: Vec<usize>,
+    /// When each line's message was made (ms since the epoch; 0: unknown), for the
+    /// end-to-end latency.
+    pub created: Vec<i64>,
 }
 
 impl Group {
@@ -42,6 +45,7 @@ impl Group {
             lines: BytesMut::new(),
             line_ends: Vec::new(),
             sources: Vec::new(),
+            created: Vec::new(),
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct Spare {
     pub line_ends: Vec<usize>,
     /// The single group's line → source index.
     pub line_sources: Vec<usize>,
+    /// The single group's line → creation time.
+    pub line_created: Vec<i64>,
     pub sources: Vec<Source>,
     pub payloads: Option<BytesMut>,
 }
@@ -89,6 +95,7 @@ impl PendingBatch {
             lines,
             mut line_ends,
             mut line_sources,
+            mut line_created,
             mut sources,
             payloads,
         } = spare;
@@ -103,6 +110,9 @@ impl PendingBatch {
             line_sources.clear();
             line_sources.reserve(capacity.min(1 << 16));
             g.sources = line_sources;
+            line_created.clear();
+            line_created.reserve(capacity.min(1 << 16));
+            g.created = line_created;
             groups.push(g);
         }
         sources.clear();
@@ -186,6 +196,7 @@ impl PendingBatch {
                 }
                 g.line_ends.push(g.lines.len());
                 g.sources.push(index);
+                g.created.push(encoded.created_ms);
                 self.sanitized += usize::from(encoded.sanitized > 0);
             }
             Err(reject) => self.rejected.push((index, reject)),

@@ -367,13 +367,14 @@ impl State {
             .inject_batch_failure
             .swap(false, Ordering::Relaxed);
         let refused = self.settings.database_refused;
+        let kind = self.settings.kind;
         let abandon = self.abandon.clone();
         let handle = self.rt.spawn(async move {
             if fail {
                 panic!("injected batch failure (test hook)");
             }
             tokio::select! {
-                r = process_batch(batch, writer, dead, stats, refused) => r,
+                r = process_batch(batch, kind, writer, dead, stats, refused) => r,
                 _ = abandon.cancelled() => Err(crate::sink::WriteError::ShuttingDown),
             }
         });

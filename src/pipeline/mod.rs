@@ -101,6 +101,11 @@ pub struct PipelineStats {
     /// Partitions that cannot be read, by (topic, partition, cause label): since when, in
     /// milliseconds since the Unix epoch.
     pub unreadable_since: Labelled<(String, i32, &'static str)>,
+    /// End-to-end latency of the points written, from their message's creation (a metric's
+    /// `creation_time`, an alarm transition's `timestamp`) to InfluxDB's acknowledgement, by
+    /// pipeline ([`Kind`] order: metrics, alarms). Messages without a creation time are not
+    /// observed.
+    pub end_to_end: [crate::stats::EndToEnd; 2],
     /// Time consumers spent waiting for and taking messages from librdkafka, and converting
     /// them (decode + encode into the batch).
     pub poll_seconds: Seconds,
@@ -151,9 +156,37 @@ pub struct Done {
     pub result: Result<batch::Spare, BatchError>,
 }
 
+/// Observes the end-to-end latency of every line of a write that InfluxDB stored (all but
+/// those `report` gives back as rejected or refused), now, in one update of `into`.
+fn observe_latency(
+    into: &crate::stats::Histogram,
+    created: &[i64],
+    report: &crate::sink::WriteReport,
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut not_written: Vec<usize> = (report.refused.iter().chain(&report.rejected))
+        .map(|r| r.index)
+        .collect();
+    not_written.sort_unstable();
+    let mut skip = not_written.into_iter().peekable();
+    let mut tally = crate::stats::Tally::default();
+    for (i, &c) in created.iter().enumerate() {
+        if skip.next_if_eq(&i).is_some() {
+            continue;
+        }
+        if c > 0 {
+            tally.observe_ms(into.bounds(), now_ms - c);
+        }
+    }
+    into.add(&tally);
+}
+
 /// Writes a batch's lines and dead-letters its rejects; the consumer commits once it's `Ok`.
 pub async fn process_batch(
     batch: PendingBatch,
+    kind: Kind,
     writer: Writer,
     dead: Arc<DeadLetters>,
     stats: Arc<PipelineStats>,
@@ -203,17 +236,18 @@ pub async fn process_batch(
         writes.spawn(async move {
             let body = Batch::new(g.lines, g.line_ends);
             let report = writer.write_or_give_up(&g.db, &body, refused_after).await;
-            (body, g.sources, report)
+            (body, g.sources, g.created, report)
         });
     }
     while let Some(joined) = writes.join_next().await {
-        let (body, line_sources, report) = match joined {
+        let (body, line_sources, created, report) = match joined {
             Ok(done) => done,
             // A panic in a write is the batch's: it fails (see `BatchError::Task`).
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return Err(WriteError::ShuttingDown),
         };
         let report = report?;
+        observe_latency(&stats.end_to_end[kind as usize].0, &created, &report);
         let refused = report.refused.into_iter().map(|r| ("database_refused", r));
         let rejected = report
             .rejected
@@ -233,6 +267,7 @@ pub async fn process_batch(
             spare.lines = body.body.try_into_mut().ok();
             spare.line_ends = body.line_ends;
             spare.line_sources = line_sources;
+            spare.line_created = created;
         }
     }
     dead.send_all(&letters).await?;
@@ -253,4 +288,38 @@ pub async fn process_batch(
     sources.clear();
     spare.sources = sources;
     Ok(spare)
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+    use crate::sink::{RejectedLine, WriteReport};
+
+    #[test]
+    fn only_stored_lines_with_a_creation_time_are_observed() {
+        let h = crate::stats::Histogram::with_bounds(crate::stats::END_TO_END_BOUNDS);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let line = |index| RejectedLine {
+            index,
+            reason: String::new(),
+        };
+        let report = WriteReport {
+            written: 3,
+            rejected: vec![line(1)],
+            refused: vec![line(4)],
+            requests: 1,
+        };
+        // Lines 0, 2, 3 stored; 3 has no creation time; 1 rejected, 4 refused.
+        let created = [now - 2_000, now, now - 700_000, 0, now];
+        observe_latency(&h, &created, &report);
+        assert_eq!(h.count(), 2);
+        let mut out = String::new();
+        h.render_samples(&mut out, "l", "");
+        assert!(out.contains("l_bucket{le=\"2.5\"} 1\n"), "{out}");
+        assert!(out.contains("l_bucket{le=\"600\"} 1\n"), "{out}");
+        assert!(out.contains("l_bucket{le=\"1800\"} 2\n"), "{out}");
+    }
 }

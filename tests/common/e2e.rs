@@ -138,3 +138,22 @@ pub fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         })
         .sum()
 }
+
+/// The value of the first sample of `name` whose labels include all of `labels`; `None` when
+/// there is none.
+pub fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{name}: not a single value: {other:?}"),
+        })
+}
