@@ -13,9 +13,9 @@
 //!   spread over the partitions the daemons own); a restart starts the hour's count again.
 //! - **Memory**: a tracked series is a 64-bit hash in a hash set: 8 bytes plus 1 control byte
 //!   per slot, at a load of 7/16 to 7/8, so 10–21 bytes, about 15 on average. The shared sets
-//!   hold at most N per tenant seen this hour. Each consumer also keeps a cache of the series
-//!   it has seen admitted this hour (so the common case takes no lock), cleared when it
-//!   reaches [`LOCAL_MAX`] entries: at most about 5 MiB per consumer.
+//!   hold at most N per tenant seen this hour. Each consumer also keeps a direct-mapped cache
+//!   of the series it has seen admitted this hour (so the common case takes no lock):
+//!   [`LOCAL_SLOTS`] hashes, 512 KiB per consumer.
 //!
 //! Hashes (not the keys) are kept: two series of one tenant whose 64-bit hashes collide count
 //! as one (at a million series, a chance of about 3 in 100 million).
@@ -27,8 +27,9 @@ use std::sync::Mutex;
 /// Shards of the shared state (by tenant).
 const SHARDS: usize = 16;
 
-/// Most entries in one consumer's cache of admitted series before it is cleared.
-pub const LOCAL_MAX: usize = 1 << 18;
+/// Slots of one consumer's cache of admitted series (direct-mapped: a series' hash picks its
+/// slot; a newer series evicts an older one, which then asks the shared state again).
+pub const LOCAL_SLOTS: usize = 1 << 16;
 
 /// The 128-bit product of `a` and `b`, folded to 64 bits (the mixing step of wyhash and its
 /// successors).
@@ -219,7 +220,8 @@ impl SeriesLimit {
 pub struct SeriesGate {
     limit: std::sync::Arc<SeriesLimit>,
     hour: u64,
-    admitted: HashSet64,
+    /// Hashes of series admitted this hour, at `hash % LOCAL_SLOTS`; 0: empty.
+    admitted: Box<[u64]>,
 }
 
 impl SeriesGate {
@@ -227,7 +229,7 @@ impl SeriesGate {
         SeriesGate {
             limit,
             hour: 0,
-            admitted: HashSet64::default(),
+            admitted: vec![0; LOCAL_SLOTS].into_boxed_slice(),
         }
     }
 
@@ -235,7 +237,7 @@ impl SeriesGate {
     pub fn set_hour(&mut self, hour: u64) {
         if hour != self.hour {
             self.hour = hour;
-            self.admitted.clear();
+            self.admitted.fill(0);
         }
     }
 
@@ -250,8 +252,10 @@ impl SeriesGate {
     #[inline]
     pub fn admit<'l>(&mut self, line: &'l [u8]) -> Result<(), &'l [u8]> {
         let key = series_key(line);
-        let h = hash(0, key);
-        if self.admitted.contains(&h) {
+        // 0 marks an empty slot.
+        let h = hash(0, key).max(1);
+        let slot = &mut self.admitted[h as usize % LOCAL_SLOTS];
+        if *slot == h {
             return Ok(());
         }
         let tenant = tenant_of_key(key);
@@ -259,10 +263,7 @@ impl SeriesGate {
         if !self.limit.admit(&name, hash(1, tenant), h, self.hour) {
             return Err(tenant);
         }
-        if self.admitted.len() >= LOCAL_MAX {
-            self.admitted.clear();
-        }
-        self.admitted.insert(h);
+        self.admitted[h as usize % LOCAL_SLOTS] = h;
         Ok(())
     }
 }
