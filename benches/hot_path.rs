@@ -132,40 +132,37 @@ fn replace_number(text: &str, key: &str, new: impl FnOnce(&str) -> String) -> St
     )
 }
 
-/// The consumer's per-message step, `PendingBatch::add` (convert into the batch, record the
+/// The consumer's per-message step, `Batcher::add` (convert into the batch, record the
 /// source), over `messages`: without and with `max_hourly_series_per_tenant` (a limit no
 /// tenant reaches, so every message is admitted: the steady state, where each series was seen
 /// earlier in the hour). The difference is what the limit costs per message.
 #[cfg(feature = "daemon")]
 fn batch_add(c: &mut Criterion, name: &str, messages: &[Vec<u8>]) {
-    use monasca_persister::pipeline::batch::{PendingBatch, Routing};
+    use monasca_persister::pipeline::batch::{Batcher, Routing};
     use monasca_persister::pipeline::series::{SeriesGate, SeriesLimit, current_hour};
-    let routing = Routing::Single("mon".into());
-    let mut converter = Converter::default();
-    let mut gate = SeriesGate::new(std::sync::Arc::new(SeriesLimit::new(10_000_000)));
-    gate.set_hour(current_hour());
-    let mut run = |gate: Option<&mut SeriesGate>| {
-        let mut batch = PendingBatch::new(1, &routing, messages.len());
-        let mut gate = gate;
+    let limit = std::sync::Arc::new(SeriesLimit::new(10_000_000));
+    // The gate's cache of admitted series lives as long as the consumer: one for the run.
+    let mut gate = Some(SeriesGate::new(limit));
+    let run = |gate: &mut Option<SeriesGate>| {
+        let mut batcher = Batcher::new(
+            Converter::default(),
+            Kind::Metrics,
+            Routing::Single("mon".into()),
+            messages.len(),
+        )
+        .with_series_gate(gate.take());
+        batcher.set_hour(current_hour());
         for (i, m) in messages.iter().enumerate() {
-            batch.add(
-                &mut converter,
-                Kind::Metrics,
-                &routing,
-                false,
-                0,
-                i as i64,
-                black_box(m),
-                gate.as_deref_mut(),
-            );
+            batcher.add(0, i as i64, black_box(m));
         }
+        let batch = black_box(batcher.batch());
         assert!(batch.over_limit.is_empty() && batch.rejected.is_empty());
-        black_box(batch);
+        *gate = batcher.into_series_gate();
     };
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(messages.len() as u64));
-    group.bench_function("series_limit_off", |b| b.iter(|| run(None)));
-    group.bench_function("series_limit_on", |b| b.iter(|| run(Some(&mut gate))));
+    group.bench_function("series_limit_off", |b| b.iter(|| run(&mut None)));
+    group.bench_function("series_limit_on", |b| b.iter(|| run(&mut gate)));
     group.finish();
 }
 

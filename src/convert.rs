@@ -10,6 +10,7 @@ use crate::encode::{EncodeError, Encoded, Encoder, Policy};
 
 /// Which topic's format a payload is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "daemon", derive(clap::ValueEnum))]
 pub enum Kind {
     /// Monasca metric envelopes (`metrics` topic).
     Metrics,

@@ -57,6 +57,8 @@ pub mod daemon;
 pub mod decode;
 pub mod encode;
 #[cfg(feature = "daemon")]
+pub mod kafka;
+#[cfg(feature = "daemon")]
 pub mod pipeline;
 #[cfg(feature = "daemon")]
 pub mod sink;

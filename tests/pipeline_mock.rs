@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use common::kafka::{CommittedError, committed_read, committed_sum};
 use monasca_persister::Kind;
 use monasca_persister::cli::discard::{SinkStats, serve};
+use monasca_persister::kafka::deadletter::DeadLetters;
+use monasca_persister::kafka::spawn_consumer;
 use monasca_persister::pipeline::batch::Routing;
-use monasca_persister::pipeline::deadletter::DeadLetters;
-use monasca_persister::pipeline::{Control, PipelineSettings, PipelineStats, spawn_consumer};
+use monasca_persister::pipeline::{Control, Ending, PipelineSettings, PipelineStats};
 use monasca_persister::sink::{InfluxConfig, Writer};
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
@@ -80,7 +81,7 @@ impl Harness {
         control: Arc<Control>,
         index: usize,
         stats: Arc<PipelineStats>,
-    ) -> std::thread::JoinHandle<()> {
+    ) -> std::thread::JoinHandle<Ending> {
         let settings = Arc::new(PipelineSettings {
             name: "metrics",
             kind: Kind::Metrics,
@@ -235,7 +236,7 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 struct Running {
     control: Arc<Control>,
     stats: Arc<PipelineStats>,
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<Ending>,
 }
 
 impl Running {
@@ -245,11 +246,11 @@ impl Running {
 
     /// Stops it (flush, commit, leave) and waits for its thread, which must end in time.
     fn stop(self) {
-        self.control.stop.store(true, Ordering::Relaxed);
+        self.control.stop.cancel();
         wait_for("the consumer to stop", Duration::from_secs(60), || {
             self.thread.is_finished()
         });
-        self.thread.join().unwrap();
+        assert_eq!(self.thread.join().unwrap(), Ending::Stopped);
     }
 }
 
@@ -572,17 +573,17 @@ fn a_failed_batch_stops_the_consumer_instead_of_freezing_its_commits() {
     wait_for("the consumer to give up", Duration::from_secs(90), || {
         c.thread.is_finished()
     });
-    assert!(
-        c.control.fatal.load(Ordering::Relaxed),
-        "a failed batch is fatal (the daemon exits 1)"
-    );
     assert!(c.consumed() >= 10, "it had consumed the failed batch");
     assert_eq!(
         s.committed_now(),
         0,
         "nothing past the failed batch committed"
     );
-    c.thread.join().unwrap();
+    assert_eq!(
+        c.thread.join().unwrap(),
+        Ending::Fatal,
+        "a failed batch is fatal (the daemon exits 1)"
+    );
 }
 
 #[test]

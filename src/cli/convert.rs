@@ -290,6 +290,43 @@ impl<'c, E: Write> Lines<'c, E> {
     }
 }
 
+/// `convert`'s command line: exit 2 when the file cannot be opened, 1 on a write error.
+#[cfg(feature = "daemon")]
+pub fn main(a: super::args::ConvertArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let policy = if a.sanitize {
+        crate::Policy::Sanitize
+    } else {
+        crate::Policy::Reject
+    };
+    let encoder = crate::Encoder {
+        policy,
+        dialect: a.line_protocol,
+    };
+    let mut converter = Converter::new(encoder, a.max_message_bytes);
+    let (stdout, stderr) = (io::stdout().lock(), io::stderr().lock());
+    let result = match a.file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => match File::open(&path) {
+            Ok(f) => run_file(a.kind, &mut converter, f, stdout, stderr),
+            Err(e) => {
+                eprintln!(
+                    "monasca-persister convert: cannot open {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => run(a.kind, &mut converter, io::stdin().lock(), stdout, stderr),
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monasca-persister convert: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -493,6 +493,67 @@ pub fn render(tally: &Tally) -> String {
     out
 }
 
+/// `dead-letters list` and `dead-letters replay`: exit 0 when done, 2 for a configuration
+/// error, 1 when Kafka failed them.
+pub fn main(action: super::args::DeadLettersAction) -> std::process::ExitCode {
+    use super::args::DeadLettersAction;
+    use std::process::ExitCode;
+    let paths = match &action {
+        DeadLettersAction::List { config_file } | DeadLettersAction::Replay { config_file, .. } => {
+            config_file
+        }
+    };
+    let config = match crate::config::load_all(paths, &|n| std::env::var(n).ok()) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("monasca-persister dead-letters: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match action {
+        DeadLettersAction::List { .. } => list(&config).map(|topics| {
+            for (topic, tally) in topics {
+                println!("dead-letter topic {topic}: letters waiting");
+                print!("{}", render(&tally));
+            }
+        }),
+        DeadLettersAction::Replay {
+            reason,
+            tenant,
+            dry_run,
+            ..
+        } => {
+            let filter = Filter {
+                reasons: reason,
+                tenants: tenant,
+            };
+            replay(&config, &filter, dry_run).map(|topics| print_replayed(&topics, dry_run))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monasca-persister dead-letters: {e}");
+            let config_error = matches!(e, DeadLetterError::NoTopic);
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+fn print_replayed(topics: &[(String, Replayed)], dry_run: bool) {
+    let (done, kept) = if dry_run {
+        ("would replay", "would leave waiting")
+    } else {
+        ("replayed", "left waiting (moved to the end of the topic)")
+    };
+    for (topic, r) in topics {
+        println!("dead-letter topic {topic}: {done}");
+        print!("{}", render(&r.replayed));
+        println!("dead-letter topic {topic}: {kept}");
+        print!("{}", render(&r.kept));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,3 +126,61 @@ async fn handle(
         _ => reply(StatusCode::NOT_FOUND, "not found"),
     })
 }
+
+/// `discard-sink`'s command line: serves until SIGINT or SIGTERM, printing the counters
+/// every `report_every` seconds (when they changed) and once at the end.
+pub fn main(a: super::args::DiscardSinkArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let (listen, report_every) = (a.listen, a.report_every);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("monasca-persister discard-sink: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("monasca-persister discard-sink: cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!(
+            "discard sink listening on {}",
+            listener.local_addr().unwrap_or(listen)
+        );
+        let stats = Arc::new(SinkStats::default());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, stats.clone(), shutdown.clone()));
+        tokio::select! {
+            _ = report(&stats, report_every) => {}
+            _ = crate::daemon::start::stop_signal() => {}
+        }
+        shutdown.cancel();
+        let _ = server.await;
+        println!("{}", stats.json());
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints the counters every `every` seconds when they changed (never when `every` ≤ 0).
+async fn report(stats: &SinkStats, every: f64) {
+    if every <= 0.0 {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(every));
+    let mut last = String::new();
+    loop {
+        tick.tick().await;
+        let now = stats.json();
+        if now != last {
+            println!("{now}");
+            last = now;
+        }
+    }
+}

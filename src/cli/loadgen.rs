@@ -255,6 +255,59 @@ fn progress(spec: &LoadSpec, sent: u64, elapsed: Duration, tty: bool) {
     }
 }
 
+/// `loadgen`'s command line: produces, prints a summary; exit 1 unless every message was
+/// acknowledged.
+pub fn main(a: super::args::LoadgenArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let alarms = matches!(a.kind, crate::Kind::Alarms);
+    let default_topic = if alarms {
+        "alarm-state-transitions"
+    } else {
+        "metrics"
+    };
+    let spec = LoadSpec {
+        brokers: a.brokers,
+        topic: a.topic.unwrap_or_else(|| default_topic.into()),
+        alarms,
+        count: a.count,
+        duration: a.duration.map(Duration::from_secs_f64),
+        rate: a.rate,
+        cardinality: a.cardinality,
+        tenants: a.tenants,
+        value_meta_share: a.value_meta_share,
+        start_ms: a.start_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        }),
+        properties: a.properties,
+    };
+    match run(&spec) {
+        Ok(s) => {
+            eprintln!(
+                "loadgen: produced {} messages ({:.1} MB) to {} in {:.1} s: {:.0} msgs/s; acknowledged {}, failed {}",
+                s.sent,
+                s.bytes as f64 / 1e6,
+                spec.topic,
+                s.seconds,
+                s.sent as f64 / s.seconds.max(1e-9),
+                s.acknowledged,
+                s.failed
+            );
+            if s.failed > 0 || s.acknowledged != s.sent {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("monasca-persister loadgen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,3 +30,13 @@ pub fn run(brokers: i32, topics: &[String], out: &mut dyn Write) -> Result<(), S
         std::thread::park();
     }
 }
+
+/// `mock-kafka`'s command line: serves until killed; exit 1 if it cannot.
+pub fn main(a: super::args::MockKafkaArgs) -> std::process::ExitCode {
+    let e = run(a.brokers, &a.topics, &mut std::io::stdout());
+    eprintln!(
+        "monasca-persister mock-kafka: {}",
+        e.err().unwrap_or_default()
+    );
+    std::process::ExitCode::from(1)
+}

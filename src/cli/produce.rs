@@ -61,3 +61,30 @@ pub fn run(
         .map_err(|e| format!("waiting for acknowledgements: {e}"))?;
     Ok(sent)
 }
+
+/// `produce`'s command line: exit 1 when the file cannot be read or Kafka failed.
+pub fn main(a: super::args::ProduceArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let result = match a.file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => match std::fs::File::open(&path) {
+            Ok(f) => run(
+                &a.brokers,
+                &a.topic,
+                &a.properties,
+                std::io::BufReader::new(f),
+            ),
+            Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+        },
+        None => run(&a.brokers, &a.topic, &a.properties, std::io::stdin().lock()),
+    };
+    match result {
+        Ok(n) => {
+            eprintln!("produced {n} messages to {}", a.topic);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("monasca-persister produce: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -52,7 +52,7 @@ pub enum Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(
     feature = "daemon",
-    derive(serde::Deserialize, serde::Serialize),
+    derive(serde::Deserialize, serde::Serialize, clap::ValueEnum),
     serde(rename_all = "lowercase")
 )]
 pub enum Dialect {

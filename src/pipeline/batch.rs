@@ -139,37 +139,129 @@ impl PendingBatch {
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
+}
 
-    /// Converts one message into the batch; with a `gate`, a line that would add a series
+/// Fills batches: converts each message into the current [`PendingBatch`] by the pipeline's
+/// rules (kind, routing, series limit, whether raw payloads are kept for dead letters), and
+/// hands the batch out when the consumer flushes it, starting the next one on the buffers of
+/// a finished one.
+pub struct Batcher {
+    batch: PendingBatch,
+    converter: Converter,
+    kind: Kind,
+    routing: Routing,
+    capacity: usize,
+    /// Raw payloads are kept only when there is a dead-letter topic to send rejects to.
+    keep_payload: bool,
+    /// `max_hourly_series_per_tenant`, when set.
+    gate: Option<SeriesGate>,
+    /// Buffers of finished batches, for the next ones (at most `max_spares`).
+    spares: Vec<Spare>,
+    max_spares: usize,
+}
+
+impl Batcher {
+    /// Batches of `kind` routed by `routing`, `capacity` messages each, starting with batch 1.
+    pub fn new(converter: Converter, kind: Kind, routing: Routing, capacity: usize) -> Self {
+        Batcher {
+            batch: PendingBatch::new(1, &routing, capacity),
+            converter,
+            kind,
+            routing,
+            capacity,
+            keep_payload: false,
+            gate: None,
+            spares: Vec::new(),
+            max_spares: 0,
+        }
+    }
+
+    /// Keeps each message's raw payload in the batch (for dead-lettering its rejects).
+    pub fn keeping_payloads(mut self, keep: bool) -> Self {
+        self.keep_payload = keep;
+        self
+    }
+
+    /// Refuses messages that would add a series past their tenant's hourly limit.
+    pub fn with_series_gate(mut self, gate: Option<SeriesGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Keeps the buffers of up to `n` finished batches for reuse.
+    pub fn keeping_spares(mut self, n: usize) -> Self {
+        self.max_spares = n;
+        self
+    }
+
+    /// Gives the series gate back (its cache lives as long as a consumer).
+    pub fn into_series_gate(self) -> Option<SeriesGate> {
+        self.gate
+    }
+
+    /// The batch being filled.
+    pub fn batch(&self) -> &PendingBatch {
+        &self.batch
+    }
+
+    /// Messages in the batch being filled.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The hour the series limit counts in (see `series::current_hour`).
+    pub fn set_hour(&mut self, hour: u64) {
+        if let Some(gate) = &mut self.gate {
+            gate.set_hour(hour);
+        }
+    }
+
+    /// Hands out the batch being filled and starts batch `next_id`.
+    pub fn take(&mut self, next_id: u64) -> PendingBatch {
+        let spare = self.spares.pop().unwrap_or_default();
+        let fresh = PendingBatch::reusing(next_id, &self.routing, self.capacity, spare);
+        std::mem::replace(&mut self.batch, fresh)
+    }
+
+    /// Takes back a finished batch's buffers.
+    pub fn recycle(&mut self, spare: Spare) {
+        if self.spares.len() < self.max_spares {
+            self.spares.push(spare);
+        }
+    }
+
+    /// Converts one message into the batch; with a series gate, a line that would add a series
     /// beyond its tenant's hourly limit is taken back and the message refused.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add(
-        &mut self,
-        converter: &mut Converter,
-        kind: Kind,
-        routing: &Routing,
-        keep_payload: bool,
-        partition: i32,
-        offset: i64,
-        payload: &[u8],
-        gate: Option<&mut SeriesGate>,
-    ) {
-        let index = self.sources.len();
-        let range = if keep_payload {
-            let start = self.payloads.len();
-            self.payloads.extend_from_slice(payload);
-            start..self.payloads.len()
+    pub fn add(&mut self, partition: i32, offset: i64, payload: &[u8]) {
+        let Batcher {
+            batch,
+            converter,
+            kind,
+            routing,
+            keep_payload,
+            gate,
+            ..
+        } = self;
+        let index = batch.sources.len();
+        let range = if *keep_payload {
+            let start = batch.payloads.len();
+            batch.payloads.extend_from_slice(payload);
+            start..batch.payloads.len()
         } else {
             0..0
         };
-        self.sources.push(Source {
+        batch.sources.push(Source {
             partition,
             offset,
             payload: range,
         });
-        let (groups, tenant_group) = (&mut self.groups, &mut self.tenant_group);
+        let (groups, tenant_group) = (&mut batch.groups, &mut batch.tenant_group);
         let mut chosen = 0;
-        let result = converter.convert_to(kind, payload, |tenant| {
+        let result = converter.convert_to(*kind, payload, |tenant| {
             if let Routing::PerTenant(prefix) = routing {
                 chosen = match tenant_group.get(tenant) {
                     Some(&g) => g,
@@ -184,22 +276,22 @@ impl PendingBatch {
         });
         match result {
             Ok(encoded) => {
-                let g = &mut self.groups[chosen];
-                if let Some(gate) = gate {
+                let g = &mut batch.groups[chosen];
+                if let Some(gate) = gate.as_mut() {
                     let start = g.line_ends.last().copied().unwrap_or(0);
                     if let Err(tenant) = gate.admit(&g.lines[start..]) {
                         let tenant = String::from_utf8_lossy(tenant).into_owned();
                         g.lines.truncate(start);
-                        self.over_limit.push((index, tenant));
+                        batch.over_limit.push((index, tenant));
                         return;
                     }
                 }
                 g.line_ends.push(g.lines.len());
                 g.sources.push(index);
                 g.created.push(encoded.created_ms);
-                self.sanitized += usize::from(encoded.sanitized > 0);
+                batch.sanitized += usize::from(encoded.sanitized > 0);
             }
-            Err(reject) => self.rejected.push((index, reject)),
+            Err(reject) => batch.rejected.push((index, reject)),
         }
     }
 }
@@ -217,11 +309,16 @@ mod tests {
     #[test]
     fn a_line_past_its_tenants_series_limit_is_taken_back_and_its_message_refused() {
         use crate::pipeline::series::{SeriesGate, SeriesLimit};
-        let routing = Routing::PerTenant("mon".into());
-        let mut b = PendingBatch::new(1, &routing, 10);
-        let mut c = Converter::default();
-        let mut gate = SeriesGate::new(std::sync::Arc::new(SeriesLimit::new(1)));
-        gate.set_hour(1);
+        let gate = SeriesGate::new(std::sync::Arc::new(SeriesLimit::new(1)));
+        let mut batcher = Batcher::new(
+            Converter::default(),
+            Kind::Metrics,
+            Routing::PerTenant("mon".into()),
+            10,
+        )
+        .keeping_payloads(true)
+        .with_series_gate(Some(gate));
+        batcher.set_hour(1);
         let with_host = |t: &str, host: &str, v: u32| {
             format!(
                 r#"{{"metric":{{"name":"m","dimensions":{{"host":"{host}"}},"timestamp":{v},"value":{v}}},"meta":{{"tenantId":"{t}","region":"r"}}}}"#
@@ -234,17 +331,9 @@ mod tests {
             with_host("a", "h1", 4), // a's admitted series again
         ];
         for (i, m) in messages.iter().enumerate() {
-            b.add(
-                &mut c,
-                Kind::Metrics,
-                &routing,
-                true,
-                0,
-                i as i64,
-                m.as_bytes(),
-                Some(&mut gate),
-            );
+            batcher.add(0, i as i64, m.as_bytes());
         }
+        let b = batcher.batch();
         assert_eq!(b.over_limit, vec![(1, "a".to_string())]);
         let a = &b.groups[0];
         assert_eq!((a.db.as_str(), a.sources.clone()), ("mon_a", vec![0, 3]));
@@ -263,22 +352,18 @@ mod tests {
 
     #[test]
     fn per_tenant_routing_groups_lines_by_database() {
-        let routing = Routing::PerTenant("mon".into());
-        let mut b = PendingBatch::new(1, &routing, 10);
-        let mut c = Converter::default();
+        let mut batcher = Batcher::new(
+            Converter::default(),
+            Kind::Metrics,
+            Routing::PerTenant("mon".into()),
+            10,
+        )
+        .keeping_payloads(true);
         for (i, t) in ["a", "b", "a"].iter().enumerate() {
-            b.add(
-                &mut c,
-                Kind::Metrics,
-                &routing,
-                false,
-                0,
-                i as i64,
-                metric(t, i as u32).as_bytes(),
-                None,
-            );
+            batcher.add(0, i as i64, metric(t, i as u32).as_bytes());
         }
-        b.add(&mut c, Kind::Metrics, &routing, true, 0, 3, b"{bad", None);
+        batcher.add(0, 3, b"{bad");
+        let b = batcher.batch();
         let dbs: Vec<_> = b
             .groups
             .iter()

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::RDKafkaErrorCode;
+use super::PipelineStats;
 
 /// While a partition stays unreadable, it is reported again this often.
 pub const REMIND_EVERY: Duration = Duration::from_secs(300);
@@ -44,22 +44,6 @@ impl Cause {
         Cause::Corrupt,
         Cause::Other,
     ];
-
-    /// Classifies a consume error librdkafka reported for one partition.
-    pub fn of(code: RDKafkaErrorCode, detail: &str) -> Cause {
-        use RDKafkaErrorCode as C;
-        if detail.starts_with("Decompression")
-            || matches!(code, C::BadCompression | C::NotImplemented)
-        {
-            Cause::Decompression
-        } else if detail.contains("CRC") {
-            Cause::Crc
-        } else if matches!(code, C::BadMessage | C::InvalidMessage | C::InvalidRecord) {
-            Cause::Corrupt
-        } else {
-            Cause::Other
-        }
-    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -210,6 +194,77 @@ impl Unreadable {
     }
 }
 
+/// Logs a change of a partition's readability and publishes it for `/metrics` and `/ready`.
+pub fn publish(r: Report, stats: &PipelineStats, topic: &str, consumer: &str) {
+    match r {
+        Report::Began {
+            partition,
+            cause,
+            detail,
+        } => {
+            clear(stats, topic, partition);
+            let epoch_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            stats
+                .unreadable_since
+                .set((topic.to_owned(), partition, cause.label()), epoch_ms);
+            tracing::warn!(
+                consumer,
+                topic,
+                partition,
+                cause = cause.label(),
+                "partition unreadable: its messages wait (nothing is skipped) until librdkafka can read them: {detail}"
+            );
+        }
+        Report::Still {
+            partition,
+            cause,
+            unreadable_for,
+            errors,
+            detail,
+        } => {
+            tracing::warn!(
+                consumer,
+                topic,
+                partition,
+                cause = cause.label(),
+                unreadable_seconds = unreadable_for.as_secs(),
+                errors_since_last_report = errors,
+                "partition still unreadable: {detail}"
+            );
+        }
+        Report::Ended {
+            partition,
+            cause,
+            unreadable_for,
+            by_message,
+        } => {
+            clear(stats, topic, partition);
+            let how = if by_message {
+                "a message was read"
+            } else {
+                "no error for a while"
+            };
+            tracing::info!(
+                consumer,
+                topic,
+                partition,
+                cause = cause.label(),
+                unreadable_seconds = unreadable_for.as_secs_f64(),
+                "partition readable again ({how})"
+            );
+        }
+    }
+}
+
+/// Drops `partition`'s unreadable gauge, whatever its cause.
+pub fn clear(stats: &PipelineStats, topic: &str, partition: i32) {
+    for cause in Cause::ALL {
+        (stats.unreadable_since).remove(&(topic.to_owned(), partition, cause.label()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,32 +274,6 @@ mod tests {
 
     fn s(n: u64) -> Duration {
         Duration::from_secs(n)
-    }
-
-    #[test]
-    fn errors_are_classified_by_code_and_text() {
-        use RDKafkaErrorCode as C;
-        assert_eq!(Cause::of(C::NotImplemented, DETAIL), Cause::Decompression);
-        assert_eq!(
-            Cause::of(C::BadCompression, "whatever"),
-            Cause::Decompression
-        );
-        assert_eq!(
-            Cause::of(
-                C::BadMessage,
-                "Message at offset 7 (batch) CRC check failed"
-            ),
-            Cause::Crc
-        );
-        assert_eq!(Cause::of(C::BadMessage, "Truncated batch"), Cause::Corrupt);
-        assert_eq!(
-            Cause::of(C::InvalidMessage, "broker: corrupt"),
-            Cause::Corrupt
-        );
-        assert_eq!(
-            Cause::of(C::TopicAuthorizationFailed, "not allowed"),
-            Cause::Other
-        );
     }
 
     #[test]

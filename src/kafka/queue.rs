@@ -8,7 +8,16 @@
 //!
 //! The consumer's own queue still carries everything else (rebalances, commit results,
 //! errors), served by rust-rdkafka's `poll`, which also returns the messages of a partition
-//! that was never forwarded.
+//! that was never forwarded. [`ConsumerQueue`] is our handle on it: to know whether events
+//! wait there, and as the reply queue of asynchronous commits.
+//!
+//! Asynchronous commits: rust-rdkafka's `commit(…, CommitMode::Async)` calls `rd_kafka_commit`,
+//! and librdkafka (2.12, `rd_kafka_cgrp_propagate_commit_result`) sends the result of a manual
+//! async commit nowhere: `ConsumerContext::commit_callback` only ever sees automatic commits. A
+//! commit that failed (during a rebalance, say) went unnoticed and, with no later commit for
+//! its partition, was never retried: the group stayed behind what was written (seen on the
+//! mock cluster). `rd_kafka_commit_queue` takes a reply queue; we pass the consumer's own, so
+//! each result comes back through `poll` as an offset-commit event, to `commit_callback`.
 //!
 //! librdkafka facts this relies on (librdkafka 2.12, `rdkafka_queue.c`/`rdkafka_partition.c`):
 //! - `rd_kafka_queue_forward` marks the partition queue as forwarded by the application, so
@@ -22,7 +31,6 @@
 //! - `rd_kafka_consume_batch_queue` waits until it has the number asked for or the timeout
 //!   passes, and moves the partition's application position past what it returns.
 
-use std::borrow::Cow;
 use std::ffi::{CStr, c_int};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -30,21 +38,10 @@ use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::topic_partition_list::TopicPartitionList;
 
-/// One fetched item: a message, or a per-partition error librdkafka delivers in its place.
-#[derive(Debug)]
-pub enum Fetch<'a> {
-    Message {
-        partition: i32,
-        offset: i64,
-        payload: &'a [u8],
-    },
-    Error {
-        partition: i32,
-        code: RDKafkaErrorCode,
-        detail: Cow<'a, str>,
-    },
-}
+use crate::pipeline::ports::Fetch;
+use crate::pipeline::unreadable::Cause;
 
 /// Messages taken from the queue; they are librdkafka's until [`Fetched::release`] (also on
 /// drop), so this must not outlive the client.
@@ -77,11 +74,19 @@ impl Fetched {
                     payload: bytes,
                 }
             } else {
+                let code = RDKafkaErrorCode::from(m.err);
+                if code == RDKafkaErrorCode::PartitionEOF {
+                    // Only delivered when the operator enabled `enable.partition.eof`.
+                    return Fetch::End {
+                        partition: m.partition,
+                    };
+                }
                 // For errors, the payload is librdkafka's description.
+                let detail = String::from_utf8_lossy(bytes);
                 Fetch::Error {
                     partition: m.partition,
-                    code: RDKafkaErrorCode::from(m.err),
-                    detail: String::from_utf8_lossy(bytes),
+                    cause: cause(code, &detail),
+                    detail,
                 }
             }
         })
@@ -105,10 +110,10 @@ impl Drop for Fetched {
 /// A librdkafka queue handle of ours: null until set once the client exists, destroyed
 /// before the client is. The atomic only satisfies `Sync`; one thread uses it.
 #[derive(Debug)]
-pub(super) struct QueueHandle(AtomicPtr<rd::rd_kafka_queue_t>);
+struct QueueHandle(AtomicPtr<rd::rd_kafka_queue_t>);
 
 impl QueueHandle {
-    pub(super) fn null() -> Self {
+    fn null() -> Self {
         QueueHandle(AtomicPtr::new(ptr::null_mut()))
     }
 
@@ -116,7 +121,7 @@ impl QueueHandle {
     ///
     /// # Safety
     /// `q` is a handle from librdkafka that nothing else destroys.
-    pub(super) unsafe fn set(&self, q: *mut rd::rd_kafka_queue_t) {
+    unsafe fn set(&self, q: *mut rd::rd_kafka_queue_t) {
         let old = self.0.swap(q, Ordering::AcqRel);
         if !old.is_null() {
             // SAFETY: set by us, no longer reachable.
@@ -125,7 +130,7 @@ impl QueueHandle {
     }
 
     /// The handle, or null.
-    pub(super) fn get(&self) -> *mut rd::rd_kafka_queue_t {
+    fn get(&self) -> *mut rd::rd_kafka_queue_t {
         self.0.load(Ordering::Acquire)
     }
 
@@ -133,7 +138,7 @@ impl QueueHandle {
     ///
     /// # Safety
     /// Not while another thread uses the handle.
-    pub(super) unsafe fn destroy(&self) {
+    unsafe fn destroy(&self) {
         // SAFETY: per this function's contract, and `swap` makes it once only.
         unsafe { self.set(ptr::null_mut()) };
     }
@@ -220,7 +225,8 @@ impl MessageQueue {
 }
 
 /// The consumer's own queue, the one rust-rdkafka's `poll` serves (rebalances, commit
-/// results, client errors, librdkafka's log lines), held only to ask whether events wait there.
+/// results, client errors, librdkafka's log lines): held to ask whether events wait there,
+/// and as the reply queue of asynchronous commits (see the module header).
 ///
 /// `poll` with no timeout serves an event other than a message or an error (a log line, a
 /// rebalance, a commit result) and then answers `None`, as for an empty queue; and librdkafka
@@ -229,13 +235,13 @@ impl MessageQueue {
 /// reconnected ~20 times a second, logging several failures a second): the error events
 /// behind them, "all brokers are down" among them, came seconds late or not at all.
 #[derive(Debug)]
-pub struct EventQueue {
+pub struct ConsumerQueue {
     queue: QueueHandle,
 }
 
-impl EventQueue {
+impl ConsumerQueue {
     pub fn closed() -> Self {
-        EventQueue {
+        ConsumerQueue {
             queue: QueueHandle::null(),
         }
     }
@@ -243,29 +249,95 @@ impl EventQueue {
     /// Takes a handle on the consumer queue of client `rk`.
     ///
     /// # Safety
-    /// `rk` must be a live consumer handle that stays alive until [`EventQueue::close`].
+    /// `rk` must be a live consumer handle that stays alive until [`ConsumerQueue::close`].
     pub unsafe fn open(&self, rk: *mut rd::rd_kafka_t) {
-        // SAFETY: per this function's contract; the new handle (null if `rk` has no consumer
-        // group) is ours alone.
+        // SAFETY: per this function's contract; the handle is a new reference of ours (null
+        // without a group, and then every commit fails with `UnknownGroup`).
         unsafe { self.queue.set(rd::rd_kafka_queue_get_consumer(rk)) };
     }
 
     /// Whether events wait (false when closed).
     ///
     /// # Safety
-    /// Not concurrently with [`EventQueue::close`] or `open`.
+    /// Not concurrently with [`ConsumerQueue::close`] or `open`.
     pub unsafe fn pending(&self) -> bool {
         let q = self.queue.get();
         // SAFETY: an open handle, not destroyed meanwhile (contract).
         !q.is_null() && unsafe { rd::rd_kafka_queue_length(q) } > 0
     }
 
+    /// Starts committing `offsets`; the result arrives as a `commit_callback`. An error here
+    /// means the commit was not even started.
+    ///
+    /// # Safety
+    /// `rk` must be the live handle the queue was opened on; not concurrently with `close`.
+    pub unsafe fn commit(
+        &self,
+        rk: *mut rd::rd_kafka_t,
+        offsets: &TopicPartitionList,
+    ) -> Result<(), RDKafkaErrorCode> {
+        let q = self.queue.get();
+        if q.is_null() {
+            return Err(RDKafkaErrorCode::UnknownGroup);
+        }
+        // SAFETY: `rk` and `q` are live (contract); librdkafka copies the list; no callback,
+        // so the result is queued on `q` as an event.
+        let err =
+            unsafe { rd::rd_kafka_commit_queue(rk, offsets.ptr(), q, None, std::ptr::null_mut()) };
+        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            Err(err.into())
+        }
+    }
+
     /// Gives the handle back. Must run before the client is destroyed.
     ///
     /// # Safety
-    /// Not concurrently with [`EventQueue::pending`].
+    /// Not concurrently with `pending`, `commit` or `open`.
     pub unsafe fn close(&self) {
         // SAFETY: per this function's contract.
         unsafe { self.queue.destroy() };
+    }
+}
+
+/// Classifies a consume error librdkafka reported for one partition.
+pub fn cause(code: RDKafkaErrorCode, detail: &str) -> Cause {
+    use RDKafkaErrorCode as C;
+    if detail.starts_with("Decompression") || matches!(code, C::BadCompression | C::NotImplemented)
+    {
+        Cause::Decompression
+    } else if detail.contains("CRC") {
+        Cause::Crc
+    } else if matches!(code, C::BadMessage | C::InvalidMessage | C::InvalidRecord) {
+        Cause::Corrupt
+    } else {
+        Cause::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_code_and_text() {
+        use RDKafkaErrorCode as C;
+        let detail = "Decompression (codec 0x4) of message at 0 of 62636 bytes failed: Local: Not implemented";
+        assert_eq!(cause(C::NotImplemented, detail), Cause::Decompression);
+        assert_eq!(cause(C::BadCompression, "whatever"), Cause::Decompression);
+        assert_eq!(
+            cause(
+                C::BadMessage,
+                "Message at offset 7 (batch) CRC check failed"
+            ),
+            Cause::Crc
+        );
+        assert_eq!(cause(C::BadMessage, "Truncated batch"), Cause::Corrupt);
+        assert_eq!(cause(C::InvalidMessage, "broker: corrupt"), Cause::Corrupt);
+        assert_eq!(
+            cause(C::TopicAuthorizationFailed, "not allowed"),
+            Cause::Other
+        );
     }
 }

@@ -3,19 +3,20 @@
 //! exit 0 after a clean stop) or until every Kafka broker has been unreachable too long
 //! (exit 1, for systemd to restart us).
 
+pub mod start;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, PipelineKind};
 use crate::convert::Kind;
+use crate::kafka::{self, deadletter::DeadLetters};
 use crate::pipeline::batch::Routing;
-use crate::pipeline::deadletter::DeadLetters;
-use crate::pipeline::{Control, PipelineSettings, PipelineStats, spawn_consumer};
+use crate::pipeline::{Control, Ending, PipelineSettings, PipelineStats};
 use crate::sink::Writer;
 
 /// Start-up failures (after config validation).
@@ -53,7 +54,11 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     let cancel = CancellationToken::new();
     // The admin endpoint outlives the write cancellation, so /metrics answers to the end.
     let admin_stop = CancellationToken::new();
-    let control = Arc::new(Control::default());
+    let (exits_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
+    let control = Arc::new(Control {
+        exits: Some(exits_tx),
+        ..Control::default()
+    });
     let stats = Arc::new(PipelineStats::default());
     let writer = {
         let _guard = rt.enter();
@@ -78,7 +83,6 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         if !p.enabled {
             continue;
         }
-        let brokers = config.brokers(p).to_owned();
         let dlq_topic = if p.dead_letter_topic.is_empty() {
             &config.kafka.dead_letter_topic
         } else {
@@ -87,20 +91,10 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         let target = if dlq_topic.is_empty() {
             None
         } else {
-            let mut pc = ClientConfig::new();
-            // Dead letters are as large as the largest message we accept, plus headers.
-            pc.set("bootstrap.servers", &brokers)
-                .set("acks", "all")
-                .set(
-                    "message.max.bytes",
-                    (config.persister.max_message_bytes + (64 << 10)).to_string(),
-                );
-            for (k, v) in &config.kafka.properties {
-                pc.set(k, v);
-            }
             let producer: FutureProducer = {
                 let _guard = rt.enter();
-                pc.create().map_err(|e| DaemonError::Kafka {
+                let props = kafka::producer_properties(&config, p);
+                (kafka::client_config(&props).create()).map_err(|e| DaemonError::Kafka {
                     what: "dead-letter producer".into(),
                     detail: redactor.error(&e),
                 })?
@@ -112,30 +106,6 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             PipelineKind::Metrics => ("metrics", Kind::Metrics),
             PipelineKind::AlarmHistory => ("alarms", Kind::Alarms),
         };
-        let mut props: Vec<(String, String)> = vec![
-            ("bootstrap.servers".into(), brokers),
-            ("group.id".into(), p.group_id.clone()),
-            ("enable.auto.commit".into(), "false".into()),
-            ("enable.auto.offset.store".into(), "false".into()),
-            ("auto.offset.reset".into(), "earliest".into()),
-            // Bounds what librdkafka prefetches per consumer (part of the memory bound).
-            ("queued.max.messages.kbytes".into(), "16384".into()),
-            ("max.partition.fetch.bytes".into(), (4 << 20).to_string()),
-            // Incremental rebalancing: a joining member does not stop everyone, and the
-            // revoking member's final commit is accepted (with the eager protocol librdkafka's
-            // mock cluster answers it with REBALANCE_IN_PROGRESS).
-            (
-                "partition.assignment.strategy".into(),
-                "cooperative-sticky".into(),
-            ),
-        ];
-        props.extend(
-            config
-                .kafka
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
         let instance = if p.group_instance_id.is_empty() {
             &config.kafka.group_instance_id
         } else {
@@ -158,7 +128,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
                 dialect: config.influxdb.line_protocol,
             },
             max_message_bytes: config.persister.max_message_bytes,
-            consumer_properties: props,
+            consumer_properties: kafka::consumer_properties(&config, p),
             group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
             brokers_down_exit: Duration::from_secs_f64(config.kafka.brokers_down_exit_seconds),
             shutdown_timeout,
@@ -171,7 +141,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             },
         });
         for i in 0..p.num_processors {
-            let h = spawn_consumer(
+            let h = kafka::spawn_consumer(
                 settings.clone(),
                 i,
                 writer.clone(),
@@ -190,7 +160,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             consumers.push(h);
         }
     }
-
+    let stop = control.stop.clone();
     if !config.persister.admin_listen.is_empty() {
         let state = Arc::new(crate::admin::AdminState {
             pipeline: stats.clone(),
@@ -217,30 +187,28 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         });
     }
 
-    // Wait for the shutdown future, a fatal condition, or a consumer thread that ended on its
-    // own.
-    let exit = rt.block_on(async {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return Exit::Clean,
-                _ = tick.tick() => {
-                    if control.fatal.load(Ordering::Relaxed) {
-                        return Exit::Failed;
-                    }
-                    if consumers.iter().any(|c| c.thread.is_finished()) {
-                        tracing::error!("a consumer thread ended unexpectedly; stopping");
-                        return Exit::Failed;
-                    }
-                }
-            }
+    // Until the shutdown future resolves or a consumer thread ends on its own (it gave up,
+    // or a bug ended it): each holds a sender that reports its end, however it ends.
+    let ended_first = rt.block_on(async {
+        tokio::select! {
+            _ = shutdown => None,
+            Some(label) = exits.recv() => Some(label),
         }
     });
-    control.stop.store(true, Ordering::Relaxed);
+    stop.cancel();
+    let mut exit = Exit::Clean;
+    if let Some(label) = &ended_first {
+        tracing::error!(consumer = %label, "a consumer stopped on its own; stopping the others");
+        exit = Exit::Failed;
+    }
     for c in consumers {
-        if c.thread.join().is_err() {
-            tracing::error!(consumer = %c.label, "consumer thread panicked");
+        match c.thread.join() {
+            Ok(Ending::Stopped) => {}
+            Ok(Ending::Fatal) => exit = Exit::Failed,
+            Err(_) => {
+                tracing::error!(consumer = %c.label, "consumer thread panicked");
+                exit = Exit::Failed;
+            }
         }
     }
     cancel.cancel();
