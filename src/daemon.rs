@@ -11,7 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, PipelineKind};
+use crate::config::Config;
 use crate::convert::Kind;
 use crate::pipeline::batch::Routing;
 use crate::pipeline::deadletter::DeadLetters;
@@ -62,9 +62,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     let shutdown_timeout =
         Duration::from_secs_f64(config.persister.shutdown_timeout_seconds.max(0.0));
 
-    let redactor = crate::config::Redactor::new(
-        (config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    let redactor = config.kafka.redactor();
     let series_limit = (config.influxdb.max_hourly_series_per_tenant > 0).then(|| {
         Arc::new(crate::pipeline::series::SeriesLimit::new(
             config.influxdb.max_hourly_series_per_tenant as usize,
@@ -72,18 +70,14 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     });
     let mut consumers = Vec::new();
     for (kind, p) in [
-        (PipelineKind::Metrics, &config.kafka_metrics),
-        (PipelineKind::AlarmHistory, &config.kafka_alarm_history),
+        (Kind::Metrics, &config.kafka_metrics),
+        (Kind::Alarms, &config.kafka_alarm_history),
     ] {
         if !p.enabled {
             continue;
         }
         let brokers = config.brokers(p).to_owned();
-        let dlq_topic = if p.dead_letter_topic.is_empty() {
-            &config.kafka.dead_letter_topic
-        } else {
-            &p.dead_letter_topic
-        };
+        let dlq_topic = config.dead_letter_topic(p);
         let target = if dlq_topic.is_empty() {
             None
         } else {
@@ -105,12 +99,12 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
                     detail: redactor.error(&e),
                 })?
             };
-            Some((producer, dlq_topic.clone()))
+            Some((producer, dlq_topic.to_owned()))
         };
         let dead = Arc::new(DeadLetters::new(p.topic.clone(), target, cancel.clone()));
         let (name, msg_kind) = match kind {
-            PipelineKind::Metrics => ("metrics", Kind::Metrics),
-            PipelineKind::AlarmHistory => ("alarms", Kind::Alarms),
+            Kind::Metrics => ("metrics", Kind::Metrics),
+            Kind::Alarms => ("alarms", Kind::Alarms),
         };
         let mut props: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), brokers),
@@ -154,7 +148,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
                 Routing::Single(config.influxdb.database_name.clone())
             },
             converter_policy: crate::Encoder {
-                policy: config.persister.policy.into(),
+                policy: config.persister.policy,
                 dialect: config.influxdb.line_protocol,
             },
             max_message_bytes: config.persister.max_message_bytes,
@@ -166,8 +160,8 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             database_refused: Duration::from_secs_f64(config.persister.database_refused_seconds),
             // Series come from metrics; alarm transitions add a handful per alarm.
             series_limit: match kind {
-                PipelineKind::Metrics => series_limit.clone(),
-                PipelineKind::AlarmHistory => None,
+                Kind::Metrics => series_limit.clone(),
+                Kind::Alarms => None,
             },
         });
         for i in 0..p.num_processors {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::Kind;
 use crate::encode::Policy;
 use crate::sink::InfluxConfig;
 
@@ -74,6 +75,13 @@ pub fn redacted_properties(props: &BTreeMap<String, String>) -> BTreeMap<String,
         .collect()
 }
 
+impl KafkaConfig {
+    /// What scrubs this configuration's secret properties out of a client's error text.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new((self.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
@@ -106,39 +114,22 @@ pub struct PipelineConfig {
     pub dead_letter_topic: String,
 }
 
-/// Which pipeline; decides the message format and the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PipelineKind {
-    Metrics,
-    AlarmHistory,
-}
-
-impl PipelineKind {
-    pub fn section(self) -> &'static str {
-        match self {
-            PipelineKind::Metrics => "kafka_metrics",
-            PipelineKind::AlarmHistory => "kafka_alarm_history",
-        }
-    }
-
-    fn defaults(self) -> PipelineConfig {
-        let (topic, group, batch) = match self {
-            PipelineKind::Metrics => ("metrics", "1_metrics", 20_000),
-            PipelineKind::AlarmHistory => {
-                ("alarm-state-transitions", "1_alarm-state-transitions", 1)
-            }
-        };
-        PipelineConfig {
-            enabled: true,
-            uri: String::new(),
-            topic: topic.into(),
-            group_id: group.into(),
-            batch_size: batch,
-            max_wait_time_seconds: 30.0,
-            num_processors: 1,
-            group_instance_id: String::new(),
-            dead_letter_topic: String::new(),
-        }
+/// A pipeline's defaults (as the Python persister's): they depend on its kind.
+fn pipeline_defaults(kind: Kind) -> PipelineConfig {
+    let (topic, group, batch) = match kind {
+        Kind::Metrics => ("metrics", "1_metrics", 20_000),
+        Kind::Alarms => ("alarm-state-transitions", "1_alarm-state-transitions", 1),
+    };
+    PipelineConfig {
+        enabled: true,
+        uri: String::new(),
+        topic: topic.into(),
+        group_id: group.into(),
+        batch_size: batch,
+        max_wait_time_seconds: 30.0,
+        num_processors: 1,
+        group_instance_id: String::new(),
+        dead_letter_topic: String::new(),
     }
 }
 
@@ -158,8 +149,8 @@ struct PipelineFile {
 }
 
 impl PipelineFile {
-    fn resolve(self, kind: PipelineKind) -> PipelineConfig {
-        let d = kind.defaults();
+    fn resolve(self, kind: Kind) -> PipelineConfig {
+        let d = pipeline_defaults(kind);
         PipelineConfig {
             enabled: self.enabled.unwrap_or(d.enabled),
             uri: self.uri.unwrap_or(d.uri),
@@ -181,7 +172,7 @@ impl PipelineFile {
 #[serde(default, deny_unknown_fields)]
 pub struct PersisterConfig {
     /// `reject` (default) or `sanitize` strings InfluxDB cannot store (README, "Escaping").
-    pub policy: PolicyName,
+    pub policy: Policy,
     /// Larger Kafka messages are rejected (and dead-lettered) unparsed.
     pub max_message_bytes: usize,
     /// Batches per consumer being written at once; beyond it, consumption pauses.
@@ -217,7 +208,7 @@ pub struct PersisterConfig {
 impl Default for PersisterConfig {
     fn default() -> Self {
         Self {
-            policy: PolicyName::Reject,
+            policy: Policy::Reject,
             max_message_bytes: crate::decode::DEFAULT_MAX_MESSAGE_BYTES,
             max_batches_in_flight: 2,
             shutdown_timeout_seconds: 30.0,
@@ -233,14 +224,6 @@ impl Default for PersisterConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyName {
-    #[default]
-    Reject,
-    Sanitize,
-}
-
 impl PersisterConfig {
     /// The log file, as oslo.log chooses it from `log_dir` and `log_file`; `None`: standard
     /// output only.
@@ -250,15 +233,6 @@ impl PersisterConfig {
             ("", file) => Some(PathBuf::from(file)),
             (dir, "") => Some(Path::new(dir).join("monasca-persister.log")),
             (dir, file) => Some(Path::new(dir).join(file)),
-        }
-    }
-}
-
-impl From<PolicyName> for Policy {
-    fn from(p: PolicyName) -> Policy {
-        match p {
-            PolicyName::Reject => Policy::Reject,
-            PolicyName::Sanitize => Policy::Sanitize,
         }
     }
 }
@@ -403,8 +377,8 @@ pub fn load_all(
     };
     let config = Config {
         kafka: file.kafka,
-        kafka_metrics: file.kafka_metrics.resolve(PipelineKind::Metrics),
-        kafka_alarm_history: file.kafka_alarm_history.resolve(PipelineKind::AlarmHistory),
+        kafka_metrics: file.kafka_metrics.resolve(Kind::Metrics),
+        kafka_alarm_history: file.kafka_alarm_history.resolve(Kind::Alarms),
         influxdb: file.influxdb,
         persister: file.persister,
     };
@@ -595,6 +569,16 @@ impl Config {
             ("kafka_metrics", &self.kafka_metrics),
             ("kafka_alarm_history", &self.kafka_alarm_history),
         ]
+    }
+
+    /// The dead-letter topic of a pipeline: its own, else `[kafka] dead_letter_topic`; empty:
+    /// none.
+    pub fn dead_letter_topic<'a>(&'a self, p: &'a PipelineConfig) -> &'a str {
+        if p.dead_letter_topic.is_empty() {
+            &self.kafka.dead_letter_topic
+        } else {
+            &p.dead_letter_topic
+        }
     }
 
     /// The brokers a pipeline connects to.
