@@ -5,10 +5,12 @@
 //! option names. Errors name the file, the line (where the format has one) and the key. Must
 //! never print a password or token (see [`Secret`]).
 
+mod influx;
 mod ini;
 mod pylog;
 mod secret;
 
+pub use influx::{Api, InfluxConfig};
 pub use secret::{Redactor, Secret};
 
 use std::collections::BTreeMap;
@@ -19,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::Kind;
 use crate::encode::Policy;
-use crate::sink::InfluxConfig;
 
 /// The whole effective configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -489,7 +490,7 @@ impl Config {
         if !positive(i.request_timeout_seconds) {
             return bad("influxdb.request_timeout_seconds", "must be positive");
         }
-        if i.api == crate::sink::Api::V2 && i.org.is_empty() {
+        if i.api == Api::V2 && i.org.is_empty() {
             return bad("influxdb.org", "the v2 API needs an organisation");
         }
         if !i.retention_hours_per_tenant.is_empty() && !i.db_per_tenant {
