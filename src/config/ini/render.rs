@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::parse::{Sections, parse};
 use super::resolve::{Conf, V, list};
-use super::tables::{MAPPED, OURS, READ_GROUPS, kind_of, used};
+use super::tables::{LOGGING, MAPPED, OURS, PROPERTIES_GROUP, READ_GROUPS, kind_of, used};
 use crate::config::ConfigError;
 use crate::config::pylog::{self, PyLogging};
 
@@ -228,11 +228,8 @@ impl Render<'_> {
                 },
             ),
         };
-        for (key, value, name) in [
-            ("log_level", level, "debug"),
-            ("log_dir", dir, "log_dir"),
-            ("log_file", file, "log_file"),
-        ] {
+        // In the order of LOGGING: debug, log_dir, log_file.
+        for (&(name, key), value) in LOGGING.iter().zip([level, dir, file]) {
             let from = if appended.is_some() {
                 ("DEFAULT", "log_config_append")
             } else {
@@ -288,7 +285,7 @@ impl Render<'_> {
 
     /// `[kafka_properties]` becomes `kafka.properties`.
     fn map_kafka_properties(&mut self) {
-        if let Some(props) = self.conf.sections.get("kafka_properties") {
+        if let Some(props) = self.conf.sections.get(PROPERTIES_GROUP) {
             // oslo never reads this group: values are taken as written (no `$` references).
             let t: toml::Table = props
                 .iter()

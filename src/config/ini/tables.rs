@@ -90,6 +90,23 @@ pub(super) const MAPPED: &[(&str, &str)] = &[
     ("influxdb", "password"),
 ];
 
+/// oslo.log's `[DEFAULT]` options and the `[persister]` key each sets (unless that key is set
+/// itself); a `log_config_append` file sets all three instead.
+pub(super) const LOGGING: &[(&str, &str)] = &[
+    ("debug", "log_level"),
+    ("log_dir", "log_dir"),
+    ("log_file", "log_file"),
+];
+
+/// The group whose options are librdkafka properties, taken as written: `kafka.properties`.
+pub(super) const PROPERTIES_GROUP: &str = "kafka_properties";
+
+/// TOML keys (`section.key`) that no INI option sets: an INI file always leaves them at their
+/// default. A key of the TOML schema is either set by an option of the tables above or listed
+/// here (the test below holds the two together).
+#[cfg(test)]
+const TOML_ONLY: &[&str] = &[];
+
 /// Groups whose options the Python persister reads at start-up (so oslo checks their values).
 pub(super) const READ_GROUPS: &[&str] = &[
     "DEFAULT",
@@ -122,11 +139,95 @@ pub(super) fn group_known(group: &str) -> bool {
 pub(super) fn used(section: &str, key: &str) -> bool {
     MAPPED.contains(&(section, key))
         || OURS.iter().any(|(g, n, _)| *g == section && *n == key)
-        || section == "kafka_properties"
+        || section == PROPERTIES_GROUP
         // The pipelines' defaults.
         || (section == "kafka" && ["num_processors", "max_wait_time_seconds"].contains(&key))
         || (section == "DEFAULT"
-            && ["debug", "log_dir", "log_file", "log_config_append"].contains(&key))
+            && (key == "log_config_append" || LOGGING.iter().any(|(n, _)| *n == key)))
         || (section == "repositories" && key.ends_with("_driver") && key != "events_driver")
         || (section == "kafka_events" && key == "enabled")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::config::{Config, InfluxConfig, KafkaConfig, PersisterConfig, pipeline_defaults};
+    use crate::convert::Kind;
+
+    /// Every `section.key` of the TOML schema, as serde writes a `Config` (maps such as
+    /// `kafka.properties` are one key: their own keys are data).
+    fn schema_keys() -> BTreeSet<String> {
+        let config = Config {
+            kafka: KafkaConfig::default(),
+            kafka_metrics: pipeline_defaults(Kind::Metrics),
+            kafka_alarm_history: pipeline_defaults(Kind::Alarms),
+            influxdb: InfluxConfig::default(),
+            persister: PersisterConfig::default(),
+        };
+        let toml::Value::Table(top) = toml::Value::try_from(&config).unwrap() else {
+            panic!("a Config serializes as a table");
+        };
+        let mut keys = BTreeSet::new();
+        for (section, value) in top {
+            let toml::Value::Table(t) = value else {
+                panic!("[{section}] serializes as a table");
+            };
+            keys.extend(t.keys().map(|k| format!("{section}.{k}")));
+        }
+        keys
+    }
+
+    /// The TOML key each INI option of the tables sets, with the option.
+    fn ini_targets() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |option: String, target: String| out.push((option, target));
+        for &(g, n) in MAPPED {
+            add(format!("[{g}] {n}"), format!("{g}.{n}"));
+        }
+        // `num_processors = 0` disables the pipeline.
+        for &(g, n) in MAPPED.iter().filter(|(_, n)| *n == "num_processors") {
+            add(format!("[{g}] {n}"), format!("{g}.enabled"));
+        }
+        for &(g, n, _) in OURS {
+            add(format!("[{g}] {n}"), format!("{g}.{n}"));
+        }
+        for &(n, key) in LOGGING {
+            add(format!("[DEFAULT] {n}"), format!("persister.{key}"));
+        }
+        add(format!("[{PROPERTIES_GROUP}]"), "kafka.properties".into());
+        out
+    }
+
+    #[test]
+    fn every_toml_key_is_set_by_an_ini_option_or_listed_as_toml_only() {
+        let targets: BTreeSet<String> = ini_targets().into_iter().map(|(_, t)| t).collect();
+        for key in schema_keys() {
+            let only = TOML_ONLY.contains(&key.as_str());
+            assert!(
+                targets.contains(&key) || only,
+                "{key}: no INI option sets it; map one in config/ini/tables.rs or list it in \
+                 TOML_ONLY"
+            );
+            assert!(
+                !(targets.contains(&key) && only),
+                "{key}: an INI option sets it, yet it is listed in TOML_ONLY"
+            );
+        }
+        for key in TOML_ONLY {
+            assert!(schema_keys().contains(*key), "TOML_ONLY {key}: no such key");
+        }
+    }
+
+    #[test]
+    fn every_ini_option_sets_a_key_of_the_toml_schema() {
+        let schema = schema_keys();
+        for (option, target) in ini_targets() {
+            assert!(
+                schema.contains(&target),
+                "{option} sets {target}, which the TOML schema does not have"
+            );
+        }
+    }
 }
