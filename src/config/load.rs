@@ -53,11 +53,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// The `*.conf` files of a `--config-dir`, sorted by name (as oslo.config takes them).
 pub fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError {
-        file: dir.to_owned(),
-        line: None,
-        key: String::new(),
-        message: format!("cannot read the --config-dir: {e}"),
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ConfigError::whole_file(dir.to_owned(), format!("cannot read the --config-dir: {e}"))
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -75,28 +72,17 @@ pub fn load_all(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
     let Some(path) = paths.last() else {
-        return Err(ConfigError {
-            file: PathBuf::new(),
-            line: None,
-            key: String::new(),
-            message: "no configuration file".into(),
-        });
+        return Err(ConfigError::whole_file(
+            PathBuf::new(),
+            "no configuration file".into(),
+        ));
     };
     let path = path.as_path();
-    let err = |message: String| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        key: String::new(),
-        message,
-    };
+    let err = |message: String| ConfigError::whole_file(path.to_owned(), message);
     let mut texts = Vec::new();
     for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-            file: p.clone(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| ConfigError::whole_file(p.clone(), format!("cannot read: {e}")))?;
         texts.push((p.clone(), text));
     }
     let text = &texts[texts.len() - 1].1;

@@ -1,9 +1,13 @@
 //! Configuration: our TOML file or the Python persister's oslo-style INI file, read into one
 //! validated [`Config`].
 //!
-//! Owns every default, every cross-field check and the mapping from the Python persister's
-//! option names. Errors name the file, the line (where the format has one) and the key. Must
-//! never print a password or token (see [`Secret`]).
+//! Owns the configuration as plain data: the sections' fields and every default (here and in
+//! `influx`), the rules that combine fields (a pipeline's brokers and dead-letter topic), and,
+//! through its parts, the reading (`load`, `ini`, `pylog`), the checks (`validate`) and the
+//! mapping from the Python persister's option names (`ini`). Errors name the file, the line
+//! (where the format has one) and the key. Must never: print a password or token (see
+//! [`Secret`]), or depend on the modules that use it (`sink`, `pipeline`, `daemon`): it
+//! imports only the leaves (`convert`, `encode`, `decode`).
 
 mod influx;
 mod ini;
@@ -214,6 +218,18 @@ pub struct ConfigError {
     pub line: Option<usize>,
     pub key: String,
     pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with a whole file: no line, no key.
+    pub fn whole_file(file: PathBuf, message: String) -> Self {
+        Self {
+            file,
+            line: None,
+            key: String::new(),
+            message,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

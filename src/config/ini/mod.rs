@@ -19,6 +19,11 @@
 //!
 //! What oslo refuses we refuse, naming file, line and key. Keys we do not use (`[zookeeper]`,
 //! `consumer_id`, …) are reported once as warnings, never fatal.
+//!
+//! Owns the way from INI text to the TOML schema's table: `parse` (the text), `resolve`
+//! (oslo.config's values), `oslo` and `tables` (the options and where each goes), `render`
+//! (the table). Must never: accept what oslo.config refuses, take a default that differs from
+//! oslo's, or quote a password or token in an error.
 
 mod oslo;
 mod parse;
