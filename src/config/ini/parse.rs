@@ -58,18 +58,7 @@ pub(super) fn parse(
         }
         flush(&current, &mut pending, sections);
         if l.starts_with('[') {
-            let name = l
-                .strip_suffix(']')
-                .ok_or_else(|| (line, format!("invalid section (must end with ]): {l:?}")))?;
-            let name = &name[1..];
-            if name.is_empty() {
-                return Err((line, "empty section name".into()));
-            }
-            let name = if name == "DEFAULT" {
-                name.to_owned()
-            } else {
-                name.to_lowercase()
-            };
+            let name = section_name(l).map_err(|m| (line, m))?;
             sections.entry(name.clone()).or_default();
             current = Some(name);
             continue;
@@ -97,4 +86,20 @@ pub(super) fn parse(
     }
     flush(&current, &mut pending, sections);
     Ok(())
+}
+
+/// The name in a `[section]` header: lower-cased, except `DEFAULT`.
+fn section_name(l: &str) -> Result<String, String> {
+    let name = l
+        .strip_suffix(']')
+        .ok_or_else(|| format!("invalid section (must end with ]): {l:?}"))?;
+    let name = &name[1..];
+    if name.is_empty() {
+        return Err("empty section name".into());
+    }
+    Ok(if name == "DEFAULT" {
+        name.to_owned()
+    } else {
+        name.to_lowercase()
+    })
 }
