@@ -115,6 +115,20 @@ impl Default for InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// The first of the request limits (`batch_size`, `max_in_flight`, `max_body_bytes`) that
+    /// is 0, which no writer can work with. The writer refuses all three (its callers may
+    /// build an `InfluxConfig` themselves); validation refuses the first two by key.
+    pub fn zero_request_limit(&self) -> Option<&'static str> {
+        [
+            ("batch_size", self.batch_size),
+            ("max_in_flight", self.max_in_flight),
+            ("max_body_bytes", self.max_body_bytes),
+        ]
+        .into_iter()
+        .find(|&(_, limit)| limit == 0)
+        .map(|(key, _)| key)
+    }
+
     /// The database (or bucket) a tenant's points go to.
     pub fn database_for<'a>(&'a self, tenant: &str) -> Cow<'a, str> {
         if self.db_per_tenant {

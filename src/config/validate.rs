@@ -82,11 +82,9 @@ fn validate_influx(i: &InfluxConfig) -> Result<(), Problem> {
     if i.port == 0 {
         return bad("influxdb.port", "must not be 0");
     }
-    if i.batch_size == 0 {
-        return bad("influxdb.batch_size", "must be at least 1");
-    }
-    if i.max_in_flight == 0 {
-        return bad("influxdb.max_in_flight", "must be at least 1");
+    // `max_body_bytes = 0` is left to the writer, as it always was.
+    if let Some(key @ ("batch_size" | "max_in_flight")) = i.zero_request_limit() {
+        return bad(&format!("influxdb.{key}"), "must be at least 1");
     }
     if !positive(i.request_timeout_seconds) {
         return bad("influxdb.request_timeout_seconds", "must be positive");
@@ -163,4 +161,41 @@ fn validate_kafka(k: &KafkaConfig) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::pipeline_defaults;
+    use crate::convert::Kind;
+
+    fn with_influx(influxdb: InfluxConfig) -> Config {
+        Config {
+            kafka: KafkaConfig::default(),
+            kafka_metrics: pipeline_defaults(Kind::Metrics),
+            kafka_alarm_history: pipeline_defaults(Kind::Alarms),
+            influxdb,
+            persister: PersisterConfig::default(),
+        }
+    }
+
+    #[test]
+    fn zero_request_limits_are_refused_by_key_except_the_body_size_left_to_the_writer() {
+        let zero_in_flight = InfluxConfig {
+            max_in_flight: 0,
+            max_body_bytes: 0,
+            ..InfluxConfig::default()
+        };
+        assert_eq!(
+            with_influx(zero_in_flight).validate().unwrap_err().0,
+            "influxdb.max_in_flight"
+        );
+        let zero_body = InfluxConfig {
+            max_body_bytes: 0,
+            ..InfluxConfig::default()
+        };
+        assert_eq!(zero_body.zero_request_limit(), Some("max_body_bytes"));
+        assert!(with_influx(zero_body).validate().is_ok());
+        assert_eq!(InfluxConfig::default().zero_request_limit(), None);
+    }
 }

@@ -232,7 +232,7 @@ enum Fate {
 impl Writer {
     /// Builds the client and connection pool. Fails only on bad TLS or config values.
     pub fn new(config: InfluxConfig, shutdown: CancellationToken) -> Result<Self, SinkError> {
-        if config.batch_size == 0 || config.max_in_flight == 0 || config.max_body_bytes == 0 {
+        if config.zero_request_limit().is_some() {
             return Err(SinkError::Config(
                 "batch_size, max_in_flight and max_body_bytes must be positive".into(),
             ));
