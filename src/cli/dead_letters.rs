@@ -153,12 +153,8 @@ pub struct Replayed {
 fn topics(config: &Config) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for p in [&config.kafka_metrics, &config.kafka_alarm_history] {
-        let topic = if p.dead_letter_topic.is_empty() {
-            &config.kafka.dead_letter_topic
-        } else {
-            &p.dead_letter_topic
-        };
-        let entry = (config.brokers(p).to_owned(), topic.clone());
+        let topic = config.dead_letter_topic(p);
+        let entry = (config.brokers(p).to_owned(), topic.to_owned());
         if !topic.is_empty() && !out.contains(&entry) {
             out.push(entry);
         }
@@ -180,14 +176,12 @@ fn client(config: &Config, brokers: &str) -> ClientConfig {
 /// end the topic has now), calling `each` on them; returns the end of each partition read.
 fn scan(
     config: &Config,
+    redactor: &Redactor,
     brokers: &str,
     topic: &str,
     mut each: impl FnMut(&BorrowedMessage<'_>) -> Result<(), DeadLetterError>,
 ) -> Result<(BaseConsumer, Vec<(i32, i64)>), DeadLetterError> {
-    let redactor =
-        Redactor::new((config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())));
     let kafka = |what: &'static str| {
-        let redactor = redactor.clone();
         move |e: rdkafka::error::KafkaError| DeadLetterError::Kafka {
             topic: topic.to_owned(),
             what,
@@ -291,10 +285,11 @@ pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
     if topics.is_empty() {
         return Err(DeadLetterError::NoTopic);
     }
+    let redactor = config.kafka.redactor();
     let mut out = Vec::new();
     for (brokers, topic) in topics {
         let mut tally = Tally::new();
-        scan(config, &brokers, &topic, |m| {
+        scan(config, &redactor, &brokers, &topic, |m| {
             let l = letter(m);
             tally
                 .entry((l.reason, l.source_topic, l.tenant))
@@ -322,11 +317,12 @@ pub fn replay(
     if topics.is_empty() {
         return Err(DeadLetterError::NoTopic);
     }
+    let redactor = config.kafka.redactor();
     let mut out = Vec::new();
     for (brokers, topic) in topics {
         out.push((
             topic.clone(),
-            replay_topic(config, &brokers, &topic, filter, dry_run)?,
+            replay_topic(config, &redactor, &brokers, &topic, filter, dry_run)?,
         ));
     }
     Ok(out)
@@ -334,13 +330,12 @@ pub fn replay(
 
 fn replay_topic(
     config: &Config,
+    redactor: &Redactor,
     brokers: &str,
     topic: &str,
     filter: &Filter,
     dry_run: bool,
 ) -> Result<Replayed, DeadLetterError> {
-    let redactor =
-        Redactor::new((config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())));
     let kafka_error = |what: &'static str, e: rdkafka::error::KafkaError| DeadLetterError::Kafka {
         topic: topic.to_owned(),
         what,
@@ -354,7 +349,7 @@ fn replay_topic(
         .map_err(|e| kafka_error("creating the producer", e))?;
     let mut done = Replayed::default();
     let mut sent = 0u64;
-    let (consumer, ends) = scan(config, brokers, topic, |m| {
+    let (consumer, ends) = scan(config, redactor, brokers, topic, |m| {
         let l = letter(m);
         let replay = !l.source_topic.is_empty() && filter.matches(&l.reason, &l.tenant);
         let ts = m.timestamp().to_millis();

@@ -12,6 +12,9 @@
 //! The file is read with `configparser`'s rules as `fileConfig` uses them: `key = value` or
 //! `key: value`, keys lower-cased, section names as written, `#`/`;` whole-line comments,
 //! indented continuation lines.
+//!
+//! Owns reading that file into the level and log file we use. Must never accept a file
+//! Python's `fileConfig` refuses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,8 @@
 //! A string that must never reach a log, an error message or `--check-config` output.
+//!
+//! Owns [`Secret`] (a password or token) and [`Redactor`] (secret librdkafka property values
+//! scrubbed from a client's text). Must never: show a secret through `Debug`, `Display` or
+//! serialization.
 
 use std::fmt;
 

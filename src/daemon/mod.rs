@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, PipelineKind};
+use crate::config::{Config, PipelineConfig};
 use crate::convert::Kind;
-use crate::kafka::{self, deadletter::DeadLetters};
+use crate::kafka::{self, ConsumerHandle, deadletter::DeadLetters};
 use crate::pipeline::batch::Routing;
+use crate::pipeline::series::SeriesLimit;
 use crate::pipeline::{Control, Ending, PipelineSettings, PipelineStats};
 use crate::sink::Writer;
 
@@ -41,6 +41,19 @@ pub enum Exit {
     Failed,
 }
 
+/// What every consumer shares, and the daemon's ends of the stop and exit signals.
+struct Shared {
+    /// Cancelled once the consumers have stopped: abandons what the writer still tries.
+    /// Each consumer gets a child of its own (its shutdown timeout abandons only its writes).
+    cancel: CancellationToken,
+    control: Arc<Control>,
+    /// Each consumer thread's end, however it ends (see `Control::exits`).
+    exits: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stats: Arc<PipelineStats>,
+    writer: Writer,
+    series_limit: Option<Arc<SeriesLimit>>,
+}
+
 /// Runs the daemon until `shutdown` resolves (the binary passes SIGTERM/SIGINT; tests their
 /// own trigger) or a fatal condition. `shutdown` is polled on the daemon's runtime, so it may
 /// use tokio (signals, channels).
@@ -51,151 +64,194 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    let (exits_tx, exits) = tokio::sync::mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
-    // The admin endpoint outlives the write cancellation, so /metrics answers to the end.
-    let admin_stop = CancellationToken::new();
-    let (exits_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
-    let control = Arc::new(Control {
-        exits: Some(exits_tx),
-        ..Control::default()
-    });
-    let stats = Arc::new(PipelineStats::default());
-    let writer = {
-        let _guard = rt.enter();
-        Writer::new(config.influxdb.clone(), cancel.clone())?
+    let mut shared = Shared {
+        writer: {
+            let _guard = rt.enter();
+            Writer::new(config.influxdb.clone(), cancel.clone())?
+        },
+        cancel,
+        control: Arc::new(Control {
+            exits: Some(exits_tx),
+            ..Control::default()
+        }),
+        exits,
+        stats: Arc::new(PipelineStats::default()),
+        series_limit: (config.influxdb.max_hourly_series_per_tenant > 0).then(|| {
+            Arc::new(SeriesLimit::new(
+                config.influxdb.max_hourly_series_per_tenant as usize,
+            ))
+        }),
     };
-    let shutdown_timeout =
-        Duration::from_secs_f64(config.persister.shutdown_timeout_seconds.max(0.0));
-
-    let redactor = crate::config::Redactor::new(
-        (config.kafka.properties.iter()).map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let series_limit = (config.influxdb.max_hourly_series_per_tenant > 0).then(|| {
-        Arc::new(crate::pipeline::series::SeriesLimit::new(
-            config.influxdb.max_hourly_series_per_tenant as usize,
-        ))
-    });
     let mut consumers = Vec::new();
     for (kind, p) in [
-        (PipelineKind::Metrics, &config.kafka_metrics),
-        (PipelineKind::AlarmHistory, &config.kafka_alarm_history),
+        (Kind::Metrics, &config.kafka_metrics),
+        (Kind::Alarms, &config.kafka_alarm_history),
     ] {
-        if !p.enabled {
-            continue;
-        }
-        let dlq_topic = if p.dead_letter_topic.is_empty() {
-            &config.kafka.dead_letter_topic
-        } else {
-            &p.dead_letter_topic
-        };
-        let target = if dlq_topic.is_empty() {
-            None
-        } else {
-            let producer: FutureProducer = {
-                let _guard = rt.enter();
-                let props = kafka::producer_properties(&config, p);
-                (kafka::client_config(&props).create()).map_err(|e| DaemonError::Kafka {
-                    what: "dead-letter producer".into(),
-                    detail: redactor.error(&e),
-                })?
-            };
-            Some((producer, dlq_topic.clone()))
-        };
-        let dead = Arc::new(DeadLetters::new(p.topic.clone(), target, cancel.clone()));
-        let (name, msg_kind) = match kind {
-            PipelineKind::Metrics => ("metrics", Kind::Metrics),
-            PipelineKind::AlarmHistory => ("alarms", Kind::Alarms),
-        };
-        let instance = if p.group_instance_id.is_empty() {
-            &config.kafka.group_instance_id
-        } else {
-            &p.group_instance_id
-        };
-        let settings = Arc::new(PipelineSettings {
-            name,
-            kind: msg_kind,
-            topic: p.topic.clone(),
-            batch_size: p.batch_size,
-            max_wait: Duration::from_secs_f64(p.max_wait_time_seconds),
-            max_batches_in_flight: config.persister.max_batches_in_flight,
-            routing: if config.influxdb.db_per_tenant {
-                Routing::PerTenant(config.influxdb.database_name.clone())
-            } else {
-                Routing::Single(config.influxdb.database_name.clone())
-            },
-            converter_policy: crate::Encoder {
-                policy: config.persister.policy.into(),
-                dialect: config.influxdb.line_protocol,
-            },
-            max_message_bytes: config.persister.max_message_bytes,
-            consumer_properties: kafka::consumer_properties(&config, p),
-            group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
-            brokers_down_exit: Duration::from_secs_f64(config.kafka.brokers_down_exit_seconds),
-            shutdown_timeout,
-            lag_interval: Duration::from_secs_f64(config.persister.lag_interval_seconds),
-            database_refused: Duration::from_secs_f64(config.persister.database_refused_seconds),
-            // Series come from metrics; alarm transitions add a handful per alarm.
-            series_limit: match kind {
-                PipelineKind::Metrics => series_limit.clone(),
-                PipelineKind::AlarmHistory => None,
-            },
-        });
-        for i in 0..p.num_processors {
-            let h = kafka::spawn_consumer(
-                settings.clone(),
-                i,
-                writer.clone(),
-                dead.clone(),
-                stats.clone(),
-                control.clone(),
-                // Its own: its shutdown timeout abandons only its own writes.
-                cancel.child_token(),
-                rt.handle().clone(),
-            )
-            .map_err(|e| DaemonError::Kafka {
-                what: format!("consumer {name}-{i}"),
-                detail: redactor.error(&e),
-            })?;
-            tracing::info!(consumer = %h.label, topic = %p.topic, group = %p.group_id, "consumer started");
-            consumers.push(h);
+        if p.enabled {
+            consumers.extend(start_pipeline(&config, kind, p, &shared, &rt)?);
         }
     }
-    let stop = control.stop.clone();
+    // The admin endpoint outlives the consumers and the writes, so /metrics answers to the
+    // end.
+    let admin_stop = CancellationToken::new();
     if !config.persister.admin_listen.is_empty() {
-        let state = Arc::new(crate::admin::AdminState {
-            pipeline: stats.clone(),
-            writer: writer.stats(),
-            started: std::time::Instant::now(),
-            ready_max_uncommitted: (config.persister.ready_max_uncommitted_seconds > 0.0)
-                .then(|| Duration::from_secs_f64(config.persister.ready_max_uncommitted_seconds)),
-            series: series_limit.clone(),
-            ready_max_unreadable: (config.persister.ready_max_unreadable_seconds > 0.0)
-                .then(|| Duration::from_secs_f64(config.persister.ready_max_unreadable_seconds)),
-        });
-        let addr = config.persister.admin_listen.clone();
-        let stop = admin_stop.clone();
-        rt.spawn(async move {
-            match tokio::net::TcpListener::bind(&addr).await {
-                Ok(l) => {
-                    // The bound address, not the configured one: with port 0 the kernel picks.
-                    let bound = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-                    tracing::info!(address = %bound, "admin endpoint listening (/metrics, /healthz, /ready)");
-                    crate::admin::serve(l, state, stop).await;
-                }
-                Err(e) => tracing::error!(address = %addr, error = %e, "admin endpoint not started"),
-            }
-        });
+        start_admin(&config, &shared, &rt, admin_stop.clone());
     }
-
     // Until the shutdown future resolves or a consumer thread ends on its own (it gave up,
-    // or a bug ended it): each holds a sender that reports its end, however it ends.
+    // or a bug ended it).
     let ended_first = rt.block_on(async {
         tokio::select! {
             _ = shutdown => None,
-            Some(label) = exits.recv() => Some(label),
+            Some(label) = shared.exits.recv() => Some(label),
         }
     });
-    stop.cancel();
+    let exit = stop(consumers, ended_first, &shared.control);
+    shared.cancel.cancel();
+    admin_stop.cancel();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    let stats = &shared.stats;
+    tracing::info!(
+        consumed = stats.consumed(),
+        rejected = stats.rejected.load(Ordering::Relaxed),
+        batches = stats.batches.load(Ordering::Relaxed),
+        "persister stopped"
+    );
+    Ok(exit)
+}
+
+/// Starts one pipeline's `num_processors` consumers, with their dead-letter producer.
+fn start_pipeline(
+    config: &Config,
+    kind: Kind,
+    p: &PipelineConfig,
+    shared: &Shared,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Vec<ConsumerHandle>, DaemonError> {
+    let redactor = config.kafka.redactor();
+    let dlq_topic = config.dead_letter_topic(p);
+    let target = if dlq_topic.is_empty() {
+        None
+    } else {
+        let _guard = rt.enter();
+        let producer = kafka::dead_letter_producer(config, p).map_err(|e| DaemonError::Kafka {
+            what: "dead-letter producer".into(),
+            detail: redactor.error(&e),
+        })?;
+        Some((producer, dlq_topic.to_owned()))
+    };
+    let dead = Arc::new(DeadLetters::new(
+        p.topic.clone(),
+        target,
+        shared.cancel.clone(),
+    ));
+    let settings = Arc::new(settings(config, kind, p, &shared.series_limit));
+    let mut consumers = Vec::new();
+    for i in 0..p.num_processors {
+        let h = kafka::spawn_consumer(
+            settings.clone(),
+            i,
+            shared.writer.clone(),
+            dead.clone(),
+            shared.stats.clone(),
+            shared.control.clone(),
+            shared.cancel.child_token(),
+            rt.handle().clone(),
+        )
+        .map_err(|e| DaemonError::Kafka {
+            what: format!("consumer {}-{i}", settings.name),
+            detail: redactor.error(&e),
+        })?;
+        tracing::info!(consumer = %h.label, topic = %p.topic, group = %p.group_id, "consumer started");
+        consumers.push(h);
+    }
+    Ok(consumers)
+}
+
+/// What every consumer of pipeline `p` needs, from the configuration.
+fn settings(
+    config: &Config,
+    kind: Kind,
+    p: &PipelineConfig,
+    series_limit: &Option<Arc<SeriesLimit>>,
+) -> PipelineSettings {
+    let instance = if p.group_instance_id.is_empty() {
+        &config.kafka.group_instance_id
+    } else {
+        &p.group_instance_id
+    };
+    let seconds = Duration::from_secs_f64;
+    let influx = &config.influxdb;
+    PipelineSettings {
+        name: match kind {
+            Kind::Metrics => "metrics",
+            Kind::Alarms => "alarms",
+        },
+        kind,
+        topic: p.topic.clone(),
+        batch_size: p.batch_size,
+        max_wait: seconds(p.max_wait_time_seconds),
+        max_batches_in_flight: config.persister.max_batches_in_flight,
+        routing: if influx.db_per_tenant {
+            Routing::PerTenant(influx.database_name.clone())
+        } else {
+            Routing::Single(influx.database_name.clone())
+        },
+        converter_policy: crate::Encoder {
+            policy: config.persister.policy,
+            dialect: influx.line_protocol,
+        },
+        max_message_bytes: config.persister.max_message_bytes,
+        consumer_properties: kafka::consumer_properties(config, p),
+        group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
+        brokers_down_exit: seconds(config.kafka.brokers_down_exit_seconds),
+        shutdown_timeout: seconds(config.persister.shutdown_timeout_seconds.max(0.0)),
+        lag_interval: seconds(config.persister.lag_interval_seconds),
+        database_refused: seconds(config.persister.database_refused_seconds),
+        // Series come from metrics; alarm transitions add a handful per alarm.
+        series_limit: match kind {
+            Kind::Metrics => series_limit.clone(),
+            Kind::Alarms => None,
+        },
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/ready` on `persister.admin_listen` until `stop`.
+fn start_admin(
+    config: &Config,
+    shared: &Shared,
+    rt: &tokio::runtime::Runtime,
+    stop: CancellationToken,
+) {
+    let limit = |s: f64| (s > 0.0).then(|| Duration::from_secs_f64(s));
+    let state = Arc::new(crate::admin::AdminState {
+        pipeline: shared.stats.clone(),
+        writer: shared.writer.stats(),
+        started: std::time::Instant::now(),
+        ready_max_uncommitted: limit(config.persister.ready_max_uncommitted_seconds),
+        series: shared.series_limit.clone(),
+        ready_max_unreadable: limit(config.persister.ready_max_unreadable_seconds),
+    });
+    let addr = config.persister.admin_listen.clone();
+    rt.spawn(async move {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => {
+                // The bound address, not the configured one: with port 0 the kernel picks.
+                let bound = l.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+                tracing::info!(address = %bound, "admin endpoint listening (/metrics, /healthz, /ready)");
+                crate::admin::serve(l, state, stop).await;
+            }
+            Err(e) => tracing::error!(address = %addr, error = %e, "admin endpoint not started"),
+        }
+    });
+}
+
+/// Stops every consumer and waits for each (each flushes, commits and leaves its group);
+/// `ended_first` names the consumer that ended on its own, if one did. Clean only if none
+/// ended on its own, gave up or panicked.
+fn stop(consumers: Vec<ConsumerHandle>, ended_first: Option<String>, control: &Control) -> Exit {
+    control.stop.cancel();
     let mut exit = Exit::Clean;
     if let Some(label) = &ended_first {
         tracing::error!(consumer = %label, "a consumer stopped on its own; stopping the others");
@@ -211,14 +267,5 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
             }
         }
     }
-    cancel.cancel();
-    admin_stop.cancel();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    tracing::info!(
-        consumed = stats.consumed(),
-        rejected = stats.rejected.load(Ordering::Relaxed),
-        batches = stats.batches.load(Ordering::Relaxed),
-        "persister stopped"
-    );
-    Ok(exit)
+    exit
 }

@@ -31,6 +31,11 @@ use bytes::{BufMut, BytesMut};
 
 /// What to do with a string InfluxDB cannot store as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "daemon",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Policy {
     /// Reject the message with a typed reason (default): nothing is silently altered.
     #[default]

@@ -55,6 +55,14 @@ pub fn producer_properties(config: &Config, p: &PipelineConfig) -> Vec<(String, 
     props
 }
 
+/// The producer that sends pipeline `p`'s dead letters (created on a tokio runtime).
+pub fn dead_letter_producer(
+    config: &Config,
+    p: &PipelineConfig,
+) -> Result<rdkafka::producer::FutureProducer, rdkafka::error::KafkaError> {
+    client_config(&producer_properties(config, p)).create()
+}
+
 /// A rust-rdkafka client configuration holding `props`.
 pub fn client_config(props: &[(String, String)]) -> rdkafka::config::ClientConfig {
     let mut cc = rdkafka::config::ClientConfig::new();

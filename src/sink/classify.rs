@@ -82,16 +82,7 @@ pub enum Action {
     Reject { message: String },
 }
 
-/// Which write API answered: they word their errors differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// InfluxDB 1.x `/write` (also VictoriaMetrics).
-    #[default]
-    V1,
-    /// InfluxDB 2.x/3.x `/api/v2/write` (also VictoriaMetrics).
-    V2,
-}
+pub use crate::config::Api;
 
 /// Classifies an HTTP answer. `body` is the response body; `retry_after` the raw header.
 pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -> Action {
