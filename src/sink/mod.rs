@@ -270,6 +270,16 @@ impl WriterStats {
         out.sort_by(|a, b| a.db.cmp(&b.db));
         out
     }
+
+    /// Marks `db` as failing now (refusing, if `refused`), as a failed write would.
+    #[cfg(test)]
+    pub(crate) fn mark_failing(&self, db: &str, refused: bool) {
+        let mut outages = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let o = outages.entry(db.to_owned()).or_insert_with(Outage::new);
+        if refused {
+            o.refused_since = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// The InfluxDB writer. Cheap to clone; all clones share one connection pool and one
