@@ -46,7 +46,7 @@ pub enum Exit {
 pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, DaemonError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("persister-io")
+        .thread_name(crate::stats::thread_names::IO_RUNTIME)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
@@ -109,8 +109,8 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         };
         let dead = Arc::new(DeadLetters::new(p.topic.clone(), target, cancel.clone()));
         let (name, msg_kind) = match kind {
-            PipelineKind::Metrics => ("metrics", Kind::Metrics),
-            PipelineKind::AlarmHistory => ("alarms", Kind::Alarms),
+            PipelineKind::Metrics => (crate::stats::thread_names::METRICS, Kind::Metrics),
+            PipelineKind::AlarmHistory => (crate::stats::thread_names::ALARMS, Kind::Alarms),
         };
         let mut props: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), brokers),

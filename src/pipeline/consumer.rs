@@ -768,7 +768,7 @@ pub fn spawn_consumer(
     cancel: CancellationToken,
     rt: tokio::runtime::Handle,
 ) -> Result<ConsumerHandle, KafkaError> {
-    let label = format!("{}-{index}", settings.name);
+    let label = crate::stats::thread_names::consumer(settings.name, index);
     let mut cc = ClientConfig::new();
     for (k, v) in &settings.consumer_properties {
         cc.set(k, v);
