@@ -59,6 +59,8 @@ pub mod encode;
 #[cfg(feature = "daemon")]
 pub mod pipeline;
 #[cfg(feature = "daemon")]
+pub mod retry;
+#[cfg(feature = "daemon")]
 pub mod sink;
 #[cfg(feature = "daemon")]
 pub mod stats;

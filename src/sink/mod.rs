@@ -11,7 +11,7 @@ mod classify;
 mod http;
 mod rate;
 
-pub use classify::{Action, Api, RetryCause, backoff, classify, error_message, parse_partial};
+pub use classify::{Action, Api, RetryCause, classify, error_message, parse_partial};
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -632,11 +632,10 @@ impl Writer {
             inner.stats.failing.store(true, Ordering::Relaxed);
             inner.stats.retries[cause as usize].fetch_add(1, Ordering::Relaxed);
             let wait = after.unwrap_or_else(|| {
-                backoff(
+                crate::retry::wait(
                     attempt,
                     Duration::from_millis(c.retry_initial_ms),
                     Duration::from_secs_f64(c.retry_max_seconds),
-                    jitter(),
                 )
             });
             let (log, suppressed, refused_for) = {
@@ -753,16 +752,6 @@ fn measurement(line: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A random number in [0, 1) for backoff jitter, without a random-number crate: std's
-/// per-process random hash keys mixed with a counter.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,12 +847,5 @@ mod tests {
             "e v=1 1",
         ]);
         assert_eq!(w.chunks(&b), vec![0..2, 2..3, 3..4, 4..5]);
-    }
-
-    #[test]
-    fn jitter_is_in_unit_interval_and_varies() {
-        let xs: Vec<f64> = (0..100).map(|_| jitter()).collect();
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        assert!(xs.windows(2).any(|w| w[0] != w[1]));
     }
 }
