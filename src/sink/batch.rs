@@ -9,6 +9,8 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::encode::lineproto::LINE_END;
+
 /// A finished batch: line protocol and where each line ends. Line ends come from the encoder,
 /// not from scanning for `\n`, because string fields may hold raw newlines.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +27,7 @@ impl Batch {
         let line_ends = body
             .iter()
             .enumerate()
-            .filter(|&(_, &b)| b == b'\n')
+            .filter(|&(_, &b)| b == LINE_END)
             .map(|(i, _)| i + 1)
             .collect();
         Batch { body, line_ends }

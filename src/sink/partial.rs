@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use super::{Batch, RejectedLine, parse_partial};
+use crate::encode::lineproto::{BACKSLASH, COMMA, SPACE, escaped_in_ident};
 
 /// Names the lines a `partial write` dropped, if the message identifies them all: exact text
 /// for unparseable lines, the measurement for type conflicts. `None` means "cannot tell":
@@ -66,12 +67,12 @@ fn measurement(line: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < line.len() {
         let b = line[i];
-        if b == b'\\' && i + 1 < line.len() && matches!(line[i + 1], b',' | b' ' | b'=') {
+        if b == BACKSLASH && i + 1 < line.len() && escaped_in_ident(line[i + 1]) {
             out.push(line[i + 1]);
             i += 2;
             continue;
         }
-        if b == b',' || b == b' ' {
+        if b == COMMA || b == SPACE {
             break;
         }
         out.push(b);
