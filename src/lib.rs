@@ -61,6 +61,8 @@ pub mod kafka;
 #[cfg(feature = "daemon")]
 pub mod pipeline;
 #[cfg(feature = "daemon")]
+pub mod retry;
+#[cfg(feature = "daemon")]
 pub mod sink;
 #[cfg(feature = "daemon")]
 pub mod stats;

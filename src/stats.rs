@@ -257,6 +257,46 @@ impl RateLimit {
     }
 }
 
+/// The names the daemon gives its threads. The admin endpoint groups CPU time by thread name
+/// (`admin::procfs`), so whoever names a thread and whoever reads the name use these.
+pub mod thread_names {
+    /// The metrics pipeline; its consumer threads are `metrics-N`.
+    pub const METRICS: &str = "metrics";
+    /// The alarm-history pipeline; its consumer threads are `alarms-N`.
+    pub const ALARMS: &str = "alarms";
+    /// The tokio runtime's worker threads (HTTP writes, dead letters, the admin endpoint).
+    pub const IO_RUNTIME: &str = "persister-io";
+
+    /// A consumer thread's name, also its label in logs and `/metrics`: `<pipeline>-<index>`.
+    pub fn consumer(pipeline: &str, index: usize) -> String {
+        format!("{pipeline}-{index}")
+    }
+
+    /// Whether `name` is a consumer thread's: a pipeline, `-`, and digits only.
+    pub fn is_consumer(name: &str) -> bool {
+        [METRICS, ALARMS].iter().any(|p| {
+            name.strip_prefix(p)
+                .and_then(|n| n.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_consumer_s_name_reads_back_as_a_consumer_s() {
+            for pipeline in [METRICS, ALARMS] {
+                assert!(is_consumer(&consumer(pipeline, 0)));
+                assert!(is_consumer(&consumer(pipeline, 17)));
+                assert!(!is_consumer(&format!("{}-close", consumer(pipeline, 3))));
+            }
+            assert!(!is_consumer(IO_RUNTIME));
+        }
+    }
+}
+
 #[cfg(test)]
 mod end_to_end_tests {
     use super::*;

@@ -60,7 +60,7 @@ struct Shared {
 pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, DaemonError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("persister-io")
+        .thread_name(crate::stats::thread_names::IO_RUNTIME)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
@@ -185,8 +185,8 @@ fn settings(
     let influx = &config.influxdb;
     PipelineSettings {
         name: match kind {
-            Kind::Metrics => "metrics",
-            Kind::Alarms => "alarms",
+            Kind::Metrics => crate::stats::thread_names::METRICS,
+            Kind::Alarms => crate::stats::thread_names::ALARMS,
         },
         kind,
         topic: p.topic.clone(),

@@ -2,6 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::lineproto::{COMMA, EQUALS, QUOTE, SPACE};
 use super::{
     EncodeError, Encoded, Encoder, Place, Problem, check_series_key, json_text, kept_len,
     string_field, tag, timestamp, whole_line,
@@ -40,13 +41,13 @@ impl Encoder {
             out.extend_from_slice(ALARM_MEASUREMENT.as_bytes());
             let edits = tag(out, "tenant_id", a.tenant_id, *self, |_| Place::Tenant)?;
             check_series_key(out, start)?;
-            out.put_u8(b' ');
+            out.put_u8(SPACE);
             str_field(out, "tenant_id", a.tenant_id);
-            out.put_u8(b',');
+            out.put_u8(COMMA);
             str_field(out, "alarm_id", a.alarm_id);
             out.extend_from_slice(b",metrics=\"");
             json_text::write(out, a.metrics, None);
-            out.put_u8(b'"');
+            out.put_u8(QUOTE);
             for (k, v) in [
                 ("new_state", a.new_state),
                 ("old_state", a.old_state),
@@ -55,7 +56,7 @@ impl Encoder {
                 ("reason", a.reason),
                 ("reason_data", "{}"),
             ] {
-                out.put_u8(b',');
+                out.put_u8(COMMA);
                 str_field(out, k, v);
             }
             out.extend_from_slice(b",sub_alarms=\"");
@@ -65,7 +66,7 @@ impl Encoder {
                 }
                 _ => out.extend_from_slice(b"[]"),
             }
-            out.put_u8(b'"');
+            out.put_u8(QUOTE);
             timestamp(out, a.timestamp_ms);
             Ok(Encoded {
                 sanitized: edits,
@@ -78,9 +79,9 @@ impl Encoder {
 /// `key="escaped value"`.
 fn str_field(out: &mut BytesMut, key: &str, value: &str) {
     out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"=\"");
+    out.extend_from_slice(&[EQUALS, QUOTE]);
     string_field(out, value);
-    out.put_u8(b'"');
+    out.put_u8(QUOTE);
 }
 
 #[cfg(test)]

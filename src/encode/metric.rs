@@ -2,6 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::lineproto::{COMMA, EQUALS, QUOTE};
 use super::{
     EncodeError, Encoded, Encoder, Ident, Place, Problem, check_series_key, ident, json_text,
     kept_len, pytext, tag, timestamp, whole_line,
@@ -37,9 +38,9 @@ impl Encoder {
                     });
                 }
                 // The key is a constant that needs no escaping in either dialect.
-                out.put_u8(b',');
+                out.put_u8(COMMA);
                 out.extend_from_slice(k.as_bytes());
-                out.put_u8(b'=');
+                out.put_u8(EQUALS);
                 ident(out, v, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
                     place: place.clone(),
                     problem,
@@ -70,7 +71,7 @@ impl Encoder {
                 Some(v) => json_text::write(out, v, None),
                 None => out.extend_from_slice(b"{}"),
             }
-            out.put_u8(b'"');
+            out.put_u8(QUOTE);
             timestamp(out, m.timestamp_ms);
             Ok(Encoded {
                 sanitized: edits,

@@ -21,6 +21,7 @@
 
 mod alarm;
 mod json_text;
+pub mod lineproto;
 mod metric;
 mod pytext;
 mod scan;
@@ -28,6 +29,8 @@ mod scan;
 use std::fmt;
 
 use bytes::{BufMut, BytesMut};
+
+use lineproto::{BACKSLASH, CARRIAGE_RETURN, COMMA, EQUALS, LINE_END, SPACE, STRING_ESCAPED};
 
 /// What to do with a string InfluxDB cannot store as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -189,7 +192,7 @@ fn needs_care(bytes: &[u8]) -> bool {
 #[inline(always)]
 fn care(x: u64) -> u64 {
     use scan::{has_byte, has_less};
-    has_less(x, b'!') | has_byte(x, b',') | has_byte(x, b'=') | has_byte(x, b'\\')
+    has_less(x, b'!') | has_byte(x, COMMA) | has_byte(x, EQUALS) | has_byte(x, BACKSLASH)
 }
 
 /// Which identifier is being written: measurements also care about their first byte.
@@ -244,7 +247,7 @@ fn ident_careful(
         return Err(Problem::Empty);
     }
     let mut edits = u32::from(end != bytes.len());
-    if policy == Policy::Reject && bytes[end - 1] == b'\\' {
+    if policy == Policy::Reject && bytes[end - 1] == BACKSLASH {
         return Err(Problem::TrailingBackslash);
     }
     let fix = |edits: &mut u32, problem| match policy {
@@ -273,27 +276,27 @@ fn ident_careful(
         if at == 0 && first_bad {
             fix(&mut edits, Problem::BadFirstCharacter)?;
             c = b'_';
-        } else if c == b'\n' || c == b'\r' {
+        } else if c == LINE_END || c == CARRIAGE_RETURN {
             fix(&mut edits, Problem::LineBreak)?;
-            c = b' ';
+            c = SPACE;
         }
-        if c == b'\\' {
+        if c == BACKSLASH {
             backslashes += 1;
             continue;
         }
-        if kind == Ident::Measurement && backslashes > 0 && matches!(c, b',' | b'=' | b' ') {
+        if kind == Ident::Measurement && backslashes > 0 && lineproto::escaped_in_ident(c) {
             fix(&mut edits, Problem::BackslashBeforeSeparator)?;
             c = b'_';
-        } else if c == b' ' && backslashes % 2 == 1 {
+        } else if c == SPACE && backslashes % 2 == 1 {
             fix(&mut edits, Problem::BackslashBeforeSpace)?;
             c = b'_';
         }
         backslashes = 0;
-        let escape = matches!(c, b',' | b'=' | b' ');
+        let escape = lineproto::escaped_in_ident(c);
         if c != b || escape {
             out.extend_from_slice(&bytes[run_start..at]);
             if escape {
-                out.put_u8(b'\\');
+                out.put_u8(BACKSLASH);
             }
             out.put_u8(c);
             run_start = at + 1;
@@ -334,7 +337,7 @@ fn ident_v3(
         next = i + 1;
         let c = if i == 0 && first_bad {
             Some(Problem::BadFirstCharacter)
-        } else if b == b'\n' || b == b'\r' {
+        } else if b == LINE_END || b == CARRIAGE_RETURN {
             Some(Problem::LineBreak)
         } else {
             None
@@ -342,15 +345,15 @@ fn ident_v3(
         let c = match c {
             Some(problem) if policy == Policy::Reject => return Err(problem),
             Some(Problem::BadFirstCharacter) => b'_',
-            Some(_) => b' ',
+            Some(_) => SPACE,
             None => b,
         };
         edits += u32::from(c != b);
-        let escape = matches!(c, b',' | b'=' | b' ' | b'\\');
+        let escape = lineproto::escaped_in_ident_v3(c);
         if c != b || escape {
             out.extend_from_slice(&bytes[run_start..i]);
             if escape {
-                out.put_u8(b'\\');
+                out.put_u8(BACKSLASH);
             }
             out.put_u8(c);
             run_start = i + 1;
@@ -365,9 +368,9 @@ fn ident_v3(
 fn string_field(out: &mut BytesMut, s: &str) {
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    for i in memchr::memchr2_iter(b'"', b'\\', bytes) {
+    for i in memchr::memchr2_iter(STRING_ESCAPED[0], STRING_ESCAPED[1], bytes) {
         out.extend_from_slice(&bytes[run_start..i]);
-        out.put_u8(b'\\');
+        out.put_u8(BACKSLASH);
         run_start = i;
     }
     out.extend_from_slice(&bytes[run_start..]);
@@ -375,9 +378,9 @@ fn string_field(out: &mut BytesMut, s: &str) {
 
 /// Appends ` <timestamp>\n`.
 fn timestamp(out: &mut BytesMut, ms: i64) {
-    out.put_u8(b' ');
+    out.put_u8(SPACE);
     out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
-    out.put_u8(b'\n');
+    out.put_u8(LINE_END);
 }
 
 /// Appends one tag, `,key=value`. An empty value means no tag (InfluxDB treats an absent tag
@@ -401,13 +404,13 @@ fn tag(
             }),
         };
     }
-    out.put_u8(b',');
+    out.put_u8(COMMA);
     let mut edits =
         ident(out, key, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
             place: place(true),
             problem,
         })?;
-    out.put_u8(b'=');
+    out.put_u8(EQUALS);
     edits +=
         ident(out, value, Ident::Tag, enc).map_err(|problem| EncodeError::Unrepresentable {
             place: place(false),

@@ -71,7 +71,7 @@ pub fn spawn_consumer(
     abandon: tokio_util::sync::CancellationToken,
     rt: tokio::runtime::Handle,
 ) -> Result<ConsumerHandle, KafkaError> {
-    let label = format!("{}-{index}", settings.name);
+    let label = crate::stats::thread_names::consumer(settings.name, index);
     let mut cc = super::client_config(&settings.consumer_properties);
     if let Some(id) = &settings.group_instance_id {
         cc.set(

@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::sink::{WriteError, backoff};
+use crate::sink::WriteError;
 
 /// One rejected message.
 #[derive(Debug, Clone)]
@@ -108,11 +108,10 @@ impl DeadLetters {
                 }
             }
             if let Some(e) = last_error {
-                let wait = backoff(
+                let wait = crate::retry::wait(
                     attempt,
                     Duration::from_millis(200),
                     Duration::from_secs(30),
-                    0.5,
                 );
                 tracing::warn!(dead_letter_topic = %topic, error = %e, failed = failed.len(), attempt, "producing dead letters failed; retrying");
                 tokio::select! {

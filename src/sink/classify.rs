@@ -243,16 +243,6 @@ pub fn parse_partial(message: &str) -> Dropped {
     d
 }
 
-/// Exponential backoff with full jitter: a random wait in `[base/2, base]` where
-/// base = `initial * 2^attempt`, capped at `max`.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration, random: f64) -> Duration {
-    let base = initial
-        .checked_mul(1u32 << attempt.min(20))
-        .unwrap_or(max)
-        .min(max);
-    base.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,14 +430,5 @@ mod tests {
     fn error_message_unescapes_json() {
         assert_eq!(error_message(br#"{"error":"a \"b\"\nc"}"#), "a \"b\"\nc");
         assert_eq!(error_message(b"plain text"), "plain text");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let (i, m) = (Duration::from_millis(100), Duration::from_secs(30));
-        assert_eq!(backoff(0, i, m, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(3, i, m, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff(3, i, m, 0.0), Duration::from_millis(400));
-        assert_eq!(backoff(40, i, m, 1.0), m);
     }
 }
