@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monasca_persister::cli::discard::{SinkStats, serve};
-use monasca_persister::sink::{Batch, InfluxConfig, Writer};
+use monasca_persister::sink::{InfluxConfig, Lines, Writer};
 use monasca_persister::{Converter, Kind};
 use tokio_util::sync::CancellationToken;
 
-fn batch_of(n: usize) -> Batch {
+fn batch_of(n: usize) -> Lines {
     let samples: Vec<&str> = include_str!("../tests/fixtures/sample-metrics.jsonl")
         .lines()
         .collect();
@@ -30,7 +30,7 @@ fn batch_of(n: usize) -> Batch {
         .expect("sample converts");
         ends.push(out.len());
     }
-    Batch::new(out, ends)
+    Lines::new(out, ends)
 }
 
 fn write(c: &mut Criterion) {

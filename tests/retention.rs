@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use common::Influx;
-use monasca_persister::sink::{Batch, InfluxConfig, Writer};
+use monasca_persister::sink::{InfluxConfig, Lines, Writer};
 use tokio_util::sync::CancellationToken;
 
 /// The default retention policy of `db`: (name, duration as InfluxDB shows it).
@@ -54,7 +54,7 @@ async fn each_created_tenant_database_gets_its_tenants_retention() {
         let db = w.database_for(tenant).into_owned();
         let body = Bytes::from(format!("m,host=h value=1 {now}\n"));
         let r = w
-            .write(&db, &Batch::from_newline_separated(body))
+            .write(&db, &Lines::from_newline_separated(body))
             .await
             .expect("written");
         assert_eq!(r.written, 1, "{tenant}");

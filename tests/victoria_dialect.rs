@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::{Victoria, urlencode};
 use monasca_persister::config::Secret;
-use monasca_persister::sink::{Api, Batch, InfluxConfig, Writer};
+use monasca_persister::sink::{Api, InfluxConfig, Lines, Writer};
 use monasca_persister::{Converter, Dialect, Encoder, Kind, Policy};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -104,7 +104,7 @@ async fn v3_lines_with_backslashes_come_back_from_victoria_metrics_as_sent() {
                 .convert(Kind::Metrics, msg.to_string().as_bytes(), &mut lines)
                 .unwrap_or_else(|e| panic!("v3 rejected {c:?}: {e}"));
         }
-        let batch = Batch::from_newline_separated(Bytes::from(lines.to_vec()));
+        let batch = Lines::from_newline_separated(Bytes::from(lines.to_vec()));
         let report = writer.write("mon", &batch).await.expect("written");
         assert_eq!(report.written, chunk.len());
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::{Influx, Victoria};
 use monasca_persister::cli::discard::{SinkStats, serve};
 use monasca_persister::config::Secret;
-use monasca_persister::sink::{Api, Batch, InfluxConfig, RetryCause, WriteError, Writer};
+use monasca_persister::sink::{Api, InfluxConfig, Lines, RetryCause, WriteError, Writer};
 use tokio_util::sync::CancellationToken;
 
 fn config(influx: &Influx) -> InfluxConfig {
@@ -48,8 +48,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn batch(text: String) -> Batch {
-    Batch::from_newline_separated(Bytes::from(text))
+fn batch(text: String) -> Lines {
+    Lines::from_newline_separated(Bytes::from(text))
 }
 
 #[tokio::test(flavor = "multi_thread")]

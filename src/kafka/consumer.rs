@@ -143,48 +143,7 @@ fn run(consumer: BaseConsumer<Ctx>, control: &Control) -> Ending {
         };
         let room = turn.room.min(FETCH_MAX);
         let t0 = Instant::now();
-        // Rebalances, commit results, client errors and librdkafka's log lines, all that
-        // wait (within a bound; `poll` answers `None` also right after serving one of them,
-        // see `ConsumerQueue`); messages only of partitions not forwarded to our queue (taken
-        // while they come, so that path is slow but not stuck; a full batch may take one more).
-        let (mut polled, mut served) = (0, 0);
-        loop {
-            match consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => {
-                    ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
-                    let one = Fetch::Message {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        payload: m.payload().unwrap_or(&[]),
-                    };
-                    ctx.worker().take(std::iter::once(one));
-                    polled += 1;
-                    if polled >= room {
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    // Client errors came through `Ctx::error` first; while every broker is
-                    // down, their echoes here say nothing new.
-                    if !(ctx.worker().brokers_down() && connection_error(&e))
-                        && let Some(suppressed) = errors_logged.allow()
-                    {
-                        tracing::warn!(consumer = %ctx.label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
-                    }
-                    served += 1;
-                    if served >= EVENTS_MAX {
-                        break;
-                    }
-                }
-                None => {
-                    served += 1;
-                    // SAFETY: this thread is the only one that opens, reads or closes it.
-                    if served >= EVENTS_MAX || !unsafe { ctx.events.pending() } {
-                        break;
-                    }
-                }
-            }
-        }
+        let polled = serve_events(&consumer, &ctx, room, &mut errors_logged);
         if polled >= room {
             // Blocked: wait for a batch to finish instead of for messages.
             ctx.worker().wait_one(&client, turn.wait);
@@ -214,6 +173,57 @@ fn run(consumer: BaseConsumer<Ctx>, control: &Control) -> Ending {
     tracing::info!(consumer = %ctx.label, "consumer stopped");
     leave_group(consumer, LEAVE_GROUP_LIMIT, &ctx.label);
     ending
+}
+
+/// Serves what waits on the consumer queue: rebalances, commit results, client errors and
+/// librdkafka's log lines (within a bound; `poll` answers `None` also right after serving one
+/// of them, see `ConsumerQueue`), and messages only of partitions not forwarded to our queue
+/// (taken while they come, up to `room`, so that path is slow but not stuck; a full batch may
+/// take one more). Answers how many messages it took.
+fn serve_events(
+    consumer: &BaseConsumer<Ctx>,
+    ctx: &Ctx,
+    room: usize,
+    errors_logged: &mut crate::stats::RateLimit,
+) -> usize {
+    let (mut polled, mut served) = (0, 0);
+    loop {
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => {
+                ctx.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                let one = Fetch::Message {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or(&[]),
+                };
+                ctx.worker().take(std::iter::once(one));
+                polled += 1;
+                if polled >= room {
+                    return polled;
+                }
+            }
+            Some(Err(e)) => {
+                // Client errors came through `Ctx::error` first; while every broker is
+                // down, their echoes here say nothing new.
+                if !(ctx.worker().brokers_down() && connection_error(&e))
+                    && let Some(suppressed) = errors_logged.allow()
+                {
+                    tracing::warn!(consumer = %ctx.label, error = %e, suppressed_since_last = suppressed, "Kafka consume error");
+                }
+                served += 1;
+                if served >= EVENTS_MAX {
+                    return polled;
+                }
+            }
+            None => {
+                served += 1;
+                // SAFETY: this thread is the only one that opens, reads or closes it.
+                if served >= EVENTS_MAX || !unsafe { ctx.events.pending() } {
+                    return polled;
+                }
+            }
+        }
+    }
 }
 
 /// Closes the consumer (leaves the group), serving its callbacks, on a thread of its own that

@@ -13,12 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{self, PendingBatch};
+use super::batch::{self, PendingBatch, Source};
 use super::ports::Flush;
 use super::{BatchError, Control, Done, PipelineSettings, PipelineStats};
 use crate::convert::Kind;
 use crate::kafka::deadletter::{DeadLetter, DeadLetters};
-use crate::sink::{Batch, WriteError, Writer};
+use crate::sink::{Lines, WriteError, Writer};
 
 /// Writes batches on the async runtime; one per consumer.
 pub struct Flusher {
@@ -158,24 +158,14 @@ pub async fn process_batch(
     let single = groups.len() == 1;
     let mut spare = batch::Spare::default();
     let payloads = payloads.freeze();
-    let payload_of = |i: usize| -> Bytes { payloads.slice(sources[i].payload.clone()) };
     let mut letters: Vec<DeadLetter> = rejected
         .into_iter()
-        .map(|(i, r)| DeadLetter {
-            partition: sources[i].partition,
-            offset: sources[i].offset,
-            reason: r.reason(),
-            detail: r.to_string(),
-            payload: payload_of(i),
-        })
-        .chain(over_limit.into_iter().map(|(i, tenant)| DeadLetter {
-            partition: sources[i].partition,
-            offset: sources[i].offset,
-            reason: "series_limit",
-            detail: format!(
+        .map(|(i, r)| letter(&sources, &payloads, i, r.reason(), r.to_string()))
+        .chain(over_limit.into_iter().map(|(i, tenant)| {
+            let detail = format!(
                 "tenant {tenant:?} has reached max_hourly_series_per_tenant: this message would add a series beyond the limit in this hour"
-            ),
-            payload: payload_of(i),
+            );
+            letter(&sources, &payloads, i, "series_limit", detail)
         }))
         .collect();
     // One write per database, all at once: the writer's `max_in_flight` bounds how many run
@@ -189,7 +179,7 @@ pub async fn process_batch(
     for g in groups.into_iter().filter(|g| !g.line_ends.is_empty()) {
         let writer = writer.clone();
         writes.spawn(async move {
-            let body = Batch::new(g.lines, g.line_ends);
+            let body = Lines::new(g.lines, g.line_ends);
             let report = writer.write_or_give_up(&g.db, &body, refused_after).await;
             (body, g.sources, g.created, report)
         });
@@ -210,13 +200,7 @@ pub async fn process_batch(
             .map(|r| ("influxdb_rejected", r));
         for (reason, r) in refused.chain(rejected) {
             let i = line_sources[r.index];
-            letters.push(DeadLetter {
-                partition: sources[i].partition,
-                offset: sources[i].offset,
-                reason,
-                detail: r.reason,
-                payload: payload_of(i),
-            });
+            letters.push(letter(&sources, &payloads, i, reason, r.reason));
         }
         if single {
             spare.lines = body.body.try_into_mut().ok();
@@ -226,23 +210,43 @@ pub async fn process_batch(
         }
     }
     dead.send_all(&letters).await?;
-    for d in &letters {
-        stats.rejected_by.add(d.reason, 1);
-    }
-    stats
-        .rejected
-        .fetch_add(letters.len() as u64, Ordering::Relaxed);
-    if dead.target.is_some() {
-        stats
-            .dead_lettered
-            .fetch_add(letters.len() as u64, Ordering::Relaxed);
-    }
-    stats.batches.fetch_add(1, Ordering::Relaxed);
+    count(&stats, &letters, dead.target.is_some());
     drop(letters);
     spare.payloads = payloads.try_into_mut().ok();
     sources.clear();
     spare.sources = sources;
     Ok(spare)
+}
+
+/// The dead letter of the batch's message `i`.
+fn letter(
+    sources: &[Source],
+    payloads: &Bytes,
+    i: usize,
+    reason: &'static str,
+    detail: String,
+) -> DeadLetter {
+    let s = &sources[i];
+    DeadLetter {
+        partition: s.partition,
+        offset: s.offset,
+        reason,
+        detail,
+        payload: payloads.slice(s.payload.clone()),
+    }
+}
+
+/// Counts a finished batch and its rejects (`sent`: they went to a dead-letter topic).
+fn count(stats: &PipelineStats, letters: &[DeadLetter], sent: bool) {
+    for d in letters {
+        stats.rejected_by.add(d.reason, 1);
+    }
+    let n = letters.len() as u64;
+    stats.rejected.fetch_add(n, Ordering::Relaxed);
+    if sent {
+        stats.dead_lettered.fetch_add(n, Ordering::Relaxed);
+    }
+    stats.batches.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

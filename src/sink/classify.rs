@@ -62,7 +62,7 @@ impl RetryCause {
 
 /// What to do with a request after its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Verdict {
     /// Every point is stored.
     Done,
     /// 1.x `partial write`: the server stored the rest and names what it dropped.
@@ -85,19 +85,19 @@ pub enum Action {
 pub use crate::config::Api;
 
 /// Classifies an HTTP answer. `body` is the response body; `retry_after` the raw header.
-pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -> Action {
+pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -> Verdict {
     let message = || error_message(body);
     match status {
-        200..=299 => Action::Done,
+        200..=299 => Verdict::Done,
         400 => {
             let m = message();
             if m.contains("partial write") {
-                Action::Partial { message: m }
+                Verdict::Partial { message: m }
             } else {
-                Action::Split { message: m }
+                Verdict::Split { message: m }
             }
         }
-        401 | 403 => Action::Retry {
+        401 | 403 => Verdict::Retry {
             cause: if status == 401 {
                 RetryCause::Auth
             } else {
@@ -109,9 +109,9 @@ pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -
         404 => {
             let m = message();
             if api == Api::V1 && m.contains("database not found") {
-                Action::CreateDatabase
+                Verdict::CreateDatabase
             } else {
-                Action::Retry {
+                Verdict::Retry {
                     cause: RetryCause::NotFound,
                     after: None,
                     message: format!("HTTP 404: {m}"),
@@ -120,7 +120,7 @@ pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -
         }
         // A proxy's timeout, or a redirect nobody configured: neither says anything about the
         // points, so they are sent again.
-        300..=399 | 408 => Action::Retry {
+        300..=399 | 408 => Verdict::Retry {
             cause: if status == 408 {
                 RetryCause::Timeout
             } else {
@@ -129,20 +129,20 @@ pub fn classify(api: Api, status: u16, retry_after: Option<&str>, body: &[u8]) -
             after: None,
             message: format!("HTTP {status}: {}", message()),
         },
-        413 => Action::Split {
+        413 => Verdict::Split {
             message: "HTTP 413: request body too large".to_owned(),
         },
-        429 => Action::Retry {
+        429 => Verdict::Retry {
             cause: RetryCause::Throttled,
             after: retry_after.and_then(parse_retry_after),
             message: format!("HTTP 429: {}", message()),
         },
-        500..=599 => Action::Retry {
+        500..=599 => Verdict::Retry {
             cause: RetryCause::Server,
             after: retry_after.and_then(parse_retry_after),
             message: format!("HTTP {status}: {}", message()),
         },
-        _ => Action::Reject {
+        _ => Verdict::Reject {
             message: format!("HTTP {status}: {}", message()),
         },
     }
@@ -247,21 +247,21 @@ pub fn parse_partial(message: &str) -> Dropped {
 mod tests {
     use super::*;
 
-    fn v1(status: u16, body: &str) -> Action {
+    fn v1(status: u16, body: &str) -> Verdict {
         classify(Api::V1, status, None, body.as_bytes())
     }
 
     #[test]
     fn no_content_is_done() {
-        assert_eq!(v1(204, ""), Action::Done);
-        assert_eq!(v1(200, "{}"), Action::Done);
+        assert_eq!(v1(204, ""), Verdict::Done);
+        assert_eq!(v1(200, "{}"), Verdict::Done);
     }
 
     #[test]
     fn database_not_found_creates_it() {
         assert_eq!(
             v1(404, r#"{"error":"database not found: \"mon\""}"#),
-            Action::CreateDatabase
+            Verdict::CreateDatabase
         );
     }
 
@@ -276,7 +276,7 @@ mod tests {
         assert!(
             matches!(
                 a,
-                Action::Retry {
+                Verdict::Retry {
                     cause: RetryCause::NotFound,
                     ..
                 }
@@ -293,7 +293,7 @@ mod tests {
         );
         assert_eq!(
             a,
-            Action::Partial {
+            Verdict::Partial {
                 message: "partial write: unable to parse 'x': invalid field format dropped=0"
                     .into()
             }
@@ -306,7 +306,7 @@ mod tests {
             400,
             r#"{"error":"unable to parse 'bad one': invalid field format\nunable to parse 'bad two': invalid field format"}"#,
         );
-        assert!(matches!(a, Action::Split { .. }), "{a:?}");
+        assert!(matches!(a, Verdict::Split { .. }), "{a:?}");
     }
 
     #[test]
@@ -314,13 +314,13 @@ mod tests {
         // 1.6 stores nothing in this case (observed).
         assert!(matches!(
             v1(400, r#"{"error":"field type conflict"}"#),
-            Action::Split { .. }
+            Verdict::Split { .. }
         ));
     }
 
     #[test]
     fn too_large_is_split() {
-        assert!(matches!(v1(413, ""), Action::Split { .. }));
+        assert!(matches!(v1(413, ""), Verdict::Split { .. }));
     }
 
     #[test]
@@ -328,7 +328,7 @@ mod tests {
         for (s, want) in [(401, RetryCause::Auth), (403, RetryCause::Forbidden)] {
             assert!(matches!(
                 v1(s, r#"{"error":"authorization failed"}"#),
-                Action::Retry { cause, .. } if cause == want
+                Verdict::Retry { cause, .. } if cause == want
             ));
         }
         assert!(RetryCause::Forbidden.refuses_database());
@@ -344,7 +344,7 @@ mod tests {
         let a = classify(Api::V1, 429, Some("7"), b"");
         assert_eq!(
             a,
-            Action::Retry {
+            Verdict::Retry {
                 cause: RetryCause::Throttled,
                 after: Some(Duration::from_secs(7)),
                 message: "HTTP 429: ".into()
@@ -358,7 +358,7 @@ mod tests {
             assert!(
                 matches!(
                     v1(s, "oops"),
-                    Action::Retry {
+                    Verdict::Retry {
                         cause: RetryCause::Server,
                         ..
                     }
@@ -368,7 +368,7 @@ mod tests {
         }
         let rp = v1(500, r#"{"error":"retention policy not found: nope"}"#);
         assert!(
-            matches!(rp, Action::Retry { cause: RetryCause::Server, ref message, .. } if message.contains("retention policy"))
+            matches!(rp, Verdict::Retry { cause: RetryCause::Server, ref message, .. } if message.contains("retention policy"))
         );
     }
 
@@ -376,7 +376,7 @@ mod tests {
     fn other_statuses_reject_with_the_server_message() {
         assert_eq!(
             v1(405, r#"{"error":"nope"}"#),
-            Action::Reject {
+            Verdict::Reject {
                 message: "HTTP 405: nope".into()
             }
         );
@@ -412,14 +412,14 @@ mod tests {
     fn proxy_timeouts_and_redirects_are_retried() {
         assert!(matches!(
             v1(408, ""),
-            Action::Retry {
+            Verdict::Retry {
                 cause: RetryCause::Timeout,
                 ..
             }
         ));
         assert!(matches!(
             v1(307, ""),
-            Action::Retry {
+            Verdict::Retry {
                 cause: RetryCause::Server,
                 ..
             }

@@ -1,5 +1,5 @@
 //! The HTTP side of the sink: one pooled `hyper-util` client, request building for both write
-//! APIs, and turning every answer or transport failure into an [`Action`].
+//! APIs, and turning every answer or transport failure into an [`Verdict`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::classify::{Action, Api, RetryCause, classify, error_message};
+use super::classify::{Api, RetryCause, Verdict, classify, error_message};
 use super::{InfluxConfig, SinkError};
 
 pub(super) struct Client {
@@ -129,7 +129,7 @@ impl Client {
     }
 
     /// One write request of a body from [`Self::encode_body`]; the answer classified.
-    pub(super) async fn write(&self, db: &str, body: Bytes) -> Action {
+    pub(super) async fn write(&self, db: &str, body: Bytes) -> Verdict {
         let mut req =
             Request::post(self.write_uri(db)).header(CONTENT_TYPE, "text/plain; charset=utf-8");
         if self.gzip {
@@ -166,7 +166,7 @@ impl Client {
             .send(req, Bytes::from(form))
             .await
             .map_err(|a| match a {
-                Action::Retry { cause, message, .. } => (cause, message),
+                Verdict::Retry { cause, message, .. } => (cause, message),
                 other => (RetryCause::Transport, format!("{other:?}")),
             })?;
         let text = String::from_utf8_lossy(&body);
@@ -194,12 +194,12 @@ impl Client {
         &self,
         req: http::request::Builder,
         body: Bytes,
-    ) -> Result<(u16, Option<String>, Bytes), Action> {
+    ) -> Result<(u16, Option<String>, Bytes), Verdict> {
         let mut req = req;
         if let Some(a) = &self.auth {
             req = req.header(AUTHORIZATION, a.clone());
         }
-        let req = req.body(Full::new(body)).map_err(|e| Action::Reject {
+        let req = req.body(Full::new(body)).map_err(|e| Verdict::Reject {
             message: format!("building request: {e}"),
         })?;
         let exchange = async {
@@ -215,12 +215,12 @@ impl Client {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Action::Retry {
+            Ok(Err(e)) => Err(Verdict::Retry {
                 cause: RetryCause::Transport,
                 after: None,
                 message: error_chain(&*e),
             }),
-            Err(_) => Err(Action::Retry {
+            Err(_) => Err(Verdict::Retry {
                 cause: RetryCause::Timeout,
                 after: None,
                 message: format!("no answer within {:?}", self.timeout),

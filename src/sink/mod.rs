@@ -11,17 +11,17 @@ mod classify;
 mod http;
 mod rate;
 
-pub use classify::{Action, Api, RetryCause, classify, error_message, parse_partial};
+pub use classify::{Api, RetryCause, Verdict, classify, error_message, parse_partial};
 
 pub use crate::config::InfluxConfig;
 
-mod batch;
+mod lines;
 mod outage;
 mod partial;
 mod stats;
 mod writer;
 
-pub use batch::{Batch, RejectedLine, WriteReport};
+pub use lines::{Lines, RejectedLine, WriteReport};
 pub use stats::{FailingDatabase, WriterStats};
 pub use writer::Writer;
 

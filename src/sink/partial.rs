@@ -6,14 +6,14 @@
 
 use std::ops::Range;
 
-use super::{Batch, RejectedLine, parse_partial};
+use super::{Lines, RejectedLine, parse_partial};
 use crate::encode::lineproto::{BACKSLASH, COMMA, SPACE, escaped_in_ident};
 
 /// Names the lines a `partial write` dropped, if the message identifies them all: exact text
 /// for unparseable lines, the measurement for type conflicts. `None` means "cannot tell":
 /// the caller then splits (resending stored points is harmless, see `classify`).
 pub(super) fn identify_partial(
-    batch: &Batch,
+    batch: &Lines,
     range: &Range<usize>,
     message: &str,
 ) -> Option<Vec<RejectedLine>> {
@@ -84,7 +84,7 @@ fn measurement(line: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::batch::tests::batch;
+    use crate::sink::lines::tests::batch;
 
     #[test]
     fn partial_write_names_unparseable_lines() {

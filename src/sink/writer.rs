@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::partial::identify_partial;
 use super::{
-    Action, Batch, InfluxConfig, RejectedLine, RetryCause, SinkError, WriteError, WriteReport,
+    InfluxConfig, Lines, RejectedLine, RetryCause, SinkError, Verdict, WriteError, WriteReport,
     WriterStats, http, rate,
 };
 
@@ -103,7 +103,7 @@ impl Writer {
     /// Writes `batch` to database `db`. Returns when every line is either stored or rejected by
     /// the server for good; waits (retrying) as long as the server is unreachable, failing or
     /// refusing credentials, until shutdown.
-    pub async fn write(&self, db: &str, batch: &Batch) -> Result<WriteReport, WriteError> {
+    pub async fn write(&self, db: &str, batch: &Lines) -> Result<WriteReport, WriteError> {
         self.write_or_give_up(db, batch, None).await
     }
 
@@ -113,7 +113,7 @@ impl Writer {
     pub async fn write_or_give_up(
         &self,
         db: &str,
-        batch: &Batch,
+        batch: &Lines,
         refused_after: Option<Duration>,
     ) -> Result<WriteReport, WriteError> {
         let inner = &self.inner;
@@ -158,7 +158,7 @@ impl Writer {
     async fn write_chunks(
         &self,
         db: &str,
-        batch: &Batch,
+        batch: &Lines,
         refused_after: Option<Duration>,
         report: &mut WriteReport,
     ) -> Result<(), WriteError> {
@@ -233,7 +233,7 @@ impl Writer {
 
     /// Splits a batch into requests of at most `batch_size` lines and `max_body_bytes` bytes
     /// (a single longer line goes alone).
-    fn chunks(&self, batch: &Batch) -> Vec<Range<usize>> {
+    fn chunks(&self, batch: &Lines) -> Vec<Range<usize>> {
         let c = &self.inner.config;
         let mut out = Vec::new();
         let mut start = 0;
@@ -256,7 +256,7 @@ impl Writer {
     async fn send_until_decided(
         &self,
         db: &str,
-        batch: &Batch,
+        batch: &Lines,
         range: &Range<usize>,
         refused_after: Option<Duration>,
         report: &mut WriteReport,
@@ -267,22 +267,22 @@ impl Writer {
         let mut attempt = 0u32;
         loop {
             let (cause, after, message) = match self.send(db, body.clone(), report).await {
-                Action::Done => {
+                Verdict::Done => {
                     inner.stats.succeeded(db);
                     return Ok(Fate::Written);
                 }
-                Action::Partial { message } => {
+                Verdict::Partial { message } => {
                     inner.stats.succeeded(db);
                     return Ok(identify_partial(batch, range, &message)
                         .map_or(Fate::Split(message), Fate::Partial));
                 }
-                Action::Split { message } => return Ok(Fate::Split(message)),
-                Action::Reject { message } => return Ok(Fate::RejectAll(message)),
-                Action::CreateDatabase => match self.create_database(db).await {
+                Verdict::Split { message } => return Ok(Fate::Split(message)),
+                Verdict::Reject { message } => return Ok(Fate::RejectAll(message)),
+                Verdict::CreateDatabase => match self.create_database(db).await {
                     Ok(()) => continue,
                     Err((cause, message)) => (cause, None, message),
                 },
-                Action::Retry {
+                Verdict::Retry {
                     cause,
                     after,
                     message,
@@ -311,7 +311,7 @@ impl Writer {
     }
 
     /// One write request, counted and timed; the answer, classified.
-    async fn send(&self, db: &str, body: Bytes, report: &mut WriteReport) -> Action {
+    async fn send(&self, db: &str, body: Bytes, report: &mut WriteReport) -> Verdict {
         let inner = &self.inner;
         report.requests += 1;
         inner.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -390,7 +390,7 @@ fn log_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::batch::tests::batch;
+    use crate::sink::lines::tests::batch;
 
     #[test]
     fn chunks_respect_points_and_bytes() {

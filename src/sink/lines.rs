@@ -1,8 +1,8 @@
-//! What the writer is given and what it answers: a [`Batch`] of line-protocol lines, and the
-//! [`WriteReport`] of their fate.
+//! What the writer is given and what it answers: [`Lines`] of line protocol (one write's
+//! body), and the [`WriteReport`] of their fate.
 //!
 //! Owns the line boundaries: they come from the encoder, never from scanning for newlines
-//! (string fields may hold raw ones), except for [`Batch::from_newline_separated`], for lines
+//! (string fields may hold raw ones), except for [`Lines::from_newline_separated`], for lines
 //! known to hold none. Must never copy the body to send part of it (slices are zero-copy).
 
 use std::ops::Range;
@@ -14,14 +14,14 @@ use crate::encode::lineproto::LINE_END;
 /// A finished batch: line protocol and where each line ends. Line ends come from the encoder,
 /// not from scanning for `\n`, because string fields may hold raw newlines.
 #[derive(Debug, Clone, Default)]
-pub struct Batch {
+pub struct Lines {
     /// The lines, back to back, each ending in `\n`.
     pub body: Bytes,
     /// Exclusive end offset of each line in `body`.
     pub line_ends: Vec<usize>,
 }
 
-impl Batch {
+impl Lines {
     /// A batch from lines that hold no raw newline (all metric lines).
     pub fn from_newline_separated(body: Bytes) -> Self {
         let line_ends = body
@@ -30,12 +30,12 @@ impl Batch {
             .filter(|&(_, &b)| b == LINE_END)
             .map(|(i, _)| i + 1)
             .collect();
-        Batch { body, line_ends }
+        Lines { body, line_ends }
     }
 
     /// A batch from an encoder's buffer and its recorded line ends.
     pub fn new(body: BytesMut, line_ends: Vec<usize>) -> Self {
-        Batch {
+        Lines {
             body: body.freeze(),
             line_ends,
         }
@@ -95,8 +95,8 @@ pub(super) mod tests {
     use super::*;
 
     /// A batch of `lines`, each given without its newline.
-    pub(in crate::sink) fn batch(lines: &[&str]) -> Batch {
-        Batch::from_newline_separated(Bytes::from(
+    pub(in crate::sink) fn batch(lines: &[&str]) -> Lines {
+        Lines::from_newline_separated(Bytes::from(
             lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
         ))
     }

@@ -19,19 +19,23 @@
 //! listener.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+mod report;
+mod scan;
+
+pub use report::{main, render};
+
 use super::acks::{Acks, AcksContext};
 use crate::config::{Config, Redactor};
+use scan::{client, scan};
 
 /// The consumer group whose committed offsets mark what was already replayed (or moved).
 pub const REPLAY_GROUP: &str = "monasca-persister-dead-letters";
@@ -120,7 +124,7 @@ fn letter(m: &BorrowedMessage<'_>) -> Letter {
 
 /// Counts of one (reason, source topic, tenant): how many, and the oldest and newest
 /// Kafka timestamps (ms) among them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Count {
     pub letters: u64,
     pub oldest_ms: Option<i64>,
@@ -162,123 +166,6 @@ fn topics(config: &Config) -> Vec<(String, String)> {
     out
 }
 
-/// A Kafka client config: the config's properties (TLS, SASL) on `brokers`.
-fn client(config: &Config, brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers);
-    for (k, v) in &config.kafka.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-/// Reads every letter of `topic` that waits (from the replay group's committed offset to the
-/// end the topic has now), calling `each` on them; returns the end of each partition read.
-fn scan(
-    config: &Config,
-    redactor: &Redactor,
-    brokers: &str,
-    topic: &str,
-    mut each: impl FnMut(&BorrowedMessage<'_>) -> Result<(), DeadLetterError>,
-) -> Result<(BaseConsumer, Vec<(i32, i64)>), DeadLetterError> {
-    let kafka = |what: &'static str| {
-        move |e: rdkafka::error::KafkaError| DeadLetterError::Kafka {
-            topic: topic.to_owned(),
-            what,
-            detail: redactor.error(&e),
-        }
-    };
-    let consumer: BaseConsumer = client(config, brokers)
-        .set("group.id", REPLAY_GROUP)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .map_err(kafka("creating the consumer"))?;
-    let meta = consumer
-        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
-        .map_err(kafka("reading its metadata"))?;
-    let partitions: Vec<i32> = meta
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(DeadLetterError::Kafka {
-            topic: topic.to_owned(),
-            what: "reading its metadata",
-            detail: "no such topic (or no partitions)".into(),
-        });
-    }
-    let mut asked = TopicPartitionList::new();
-    for &p in &partitions {
-        asked.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(asked, KAFKA_TIMEOUT)
-        .map_err(kafka("reading the replay group's offsets"))?;
-    let mut ends = Vec::new();
-    let mut assign = TopicPartitionList::new();
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
-            .map_err(kafka("reading its offsets"))?;
-        let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o.max(low),
-            _ => low,
-        };
-        ends.push((p, high));
-        if from < high {
-            assign
-                .add_partition_offset(topic, p, Offset::Offset(from))
-                .map_err(kafka("assigning its partitions"))?;
-            next.insert(p, from);
-        }
-    }
-    if next.is_empty() {
-        return Ok((consumer, ends));
-    }
-    consumer
-        .assign(&assign)
-        .map_err(kafka("assigning its partitions"))?;
-    let end_of = |p: i32| ends.iter().find(|(q, _)| *q == p).map_or(0, |(_, e)| *e);
-    let mut last_progress = Instant::now();
-    while !next.is_empty() {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                let p = m.partition();
-                if m.offset() >= end_of(p) {
-                    // Written after we started (our own moved letters among them): next run.
-                    next.remove(&p);
-                    continue;
-                }
-                each(&m)?;
-                if m.offset() + 1 >= end_of(p) {
-                    next.remove(&p);
-                } else {
-                    next.insert(p, m.offset() + 1);
-                }
-            }
-            Some(Err(e)) => return Err(kafka("reading it")(e)),
-            None if last_progress.elapsed() > KAFKA_TIMEOUT => {
-                return Err(DeadLetterError::Kafka {
-                    topic: topic.to_owned(),
-                    what: "reading it",
-                    detail: format!(
-                        "no message for {KAFKA_TIMEOUT:?} while partitions {:?} had more",
-                        next.keys().collect::<Vec<_>>()
-                    ),
-                });
-            }
-            None => {}
-        }
-    }
-    Ok((consumer, ends))
-}
-
 /// Counts the letters waiting on every configured dead-letter topic.
 pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
     let topics = topics(config);
@@ -293,11 +180,7 @@ pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
             let l = letter(m);
             tally
                 .entry((l.reason, l.source_topic, l.tenant))
-                .or_insert(Count {
-                    letters: 0,
-                    oldest_ms: None,
-                    newest_ms: None,
-                })
+                .or_default()
                 .add(m.timestamp().to_millis());
             Ok(())
         })?;
@@ -359,39 +242,14 @@ fn replay_topic(
         } else {
             &mut done.kept
         };
-        tally
-            .entry(key)
-            .or_insert(Count {
-                letters: 0,
-                oldest_ms: None,
-                newest_ms: None,
-            })
-            .add(ts);
+        tally.entry(key).or_default().add(ts);
         if dry_run {
             return Ok(());
         }
-        let payload = m.payload().unwrap_or_default();
         let record = if replay {
-            BaseRecord::<(), [u8]>::to(&l.source_topic).payload(payload)
+            BaseRecord::<(), [u8]>::to(&l.source_topic).payload(m.payload().unwrap_or_default())
         } else {
-            // Left for a later run: to the end of the dead-letter topic, as it was.
-            let mut headers = OwnedHeaders::new();
-            if let Some(hs) = m.headers() {
-                for h in hs.iter() {
-                    headers = headers.insert(Header {
-                        key: h.key,
-                        value: h.value,
-                    });
-                }
-            }
-            let moved = BaseRecord::<(), [u8]>::to(topic)
-                .payload(payload)
-                .headers(headers);
-            // Its first time stays, so `list` still says how old it is.
-            match ts {
-                Some(ts) => moved.timestamp(ts),
-                None => moved,
-            }
+            moved(m, topic)
         };
         send(&producer, record).map_err(|e| kafka_error("producing", e))?;
         sent += 1;
@@ -422,6 +280,27 @@ fn replay_topic(
     Ok(done)
 }
 
+/// Letter `m` as it is moved to the end of dead-letter `topic` for a later run: payload and
+/// headers unchanged, and its first time, so `list` still says how old it is.
+fn moved<'a>(m: &'a BorrowedMessage<'_>, topic: &'a str) -> BaseRecord<'a, (), [u8]> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(hs) = m.headers() {
+        for h in hs.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let record = BaseRecord::<(), [u8]>::to(topic)
+        .payload(m.payload().unwrap_or_default())
+        .headers(headers);
+    match m.timestamp().to_millis() {
+        Some(ts) => record.timestamp(ts),
+        None => record,
+    }
+}
+
 /// Queues `record`, waiting while the producer's queue is full.
 fn send<'a>(
     producer: &BaseProducer<AcksContext>,
@@ -438,114 +317,6 @@ fn send<'a>(
             }
             Err((e, _)) => return Err(e),
         }
-    }
-}
-
-/// An RFC 3339 UTC time of `ms` since the Unix epoch (seconds precision).
-fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// A tally as a table, one line per (reason, source topic, tenant), and its total.
-pub fn render(tally: &Tally) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "  {:<22} {:<26} {:<34} {:>9}  {:<20}  newest",
-        "reason", "source topic", "tenant", "letters", "oldest"
-    );
-    let time = |t: Option<i64>| t.map_or_else(|| "-".into(), utc);
-    let mut total = 0;
-    for ((reason, source, tenant), c) in tally {
-        total += c.letters;
-        let source = if source.is_empty() { "?" } else { source };
-        let _ = writeln!(
-            out,
-            "  {reason:<22} {source:<26} {tenant:<34} {:>9}  {:<20}  {}",
-            c.letters,
-            time(c.oldest_ms),
-            time(c.newest_ms)
-        );
-    }
-    let _ = writeln!(out, "  total: {total}");
-    out
-}
-
-/// `dead-letters list` and `dead-letters replay`: exit 0 when done, 2 for a configuration
-/// error, 1 when Kafka failed them.
-pub fn main(action: super::args::DeadLettersAction) -> std::process::ExitCode {
-    use super::args::DeadLettersAction;
-    use std::process::ExitCode;
-    let paths = match &action {
-        DeadLettersAction::List { config_file } | DeadLettersAction::Replay { config_file, .. } => {
-            config_file
-        }
-    };
-    let config = match crate::config::load_all(paths, &|n| std::env::var(n).ok()) {
-        Ok(l) => l.config,
-        Err(e) => {
-            eprintln!("monasca-persister dead-letters: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match action {
-        DeadLettersAction::List { .. } => list(&config).map(|topics| {
-            for (topic, tally) in topics {
-                println!("dead-letter topic {topic}: letters waiting");
-                print!("{}", render(&tally));
-            }
-        }),
-        DeadLettersAction::Replay {
-            reason,
-            tenant,
-            dry_run,
-            ..
-        } => {
-            let filter = Filter {
-                reasons: reason,
-                tenants: tenant,
-            };
-            replay(&config, &filter, dry_run).map(|topics| print_replayed(&topics, dry_run))
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monasca-persister dead-letters: {e}");
-            let config_error = matches!(e, DeadLetterError::NoTopic);
-            ExitCode::from(if config_error { 2 } else { 1 })
-        }
-    }
-}
-
-fn print_replayed(topics: &[(String, Replayed)], dry_run: bool) {
-    let (done, kept) = if dry_run {
-        ("would replay", "would leave waiting")
-    } else {
-        ("replayed", "left waiting (moved to the end of the topic)")
-    };
-    for (topic, r) in topics {
-        println!("dead-letter topic {topic}: {done}");
-        print!("{}", render(&r.replayed));
-        println!("dead-letter topic {topic}: {kept}");
-        print!("{}", render(&r.kept));
     }
 }
 
@@ -579,39 +350,5 @@ mod tests {
         assert!(f.matches("series_limit", "t2"));
         assert!(!f.matches("series_limit", "t1"));
         assert!(!f.matches("invalid_json", "t2"));
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(-1000), "1969-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn a_tally_renders_one_line_per_kind_and_a_total() {
-        let mut t = Tally::new();
-        let mut c = Count {
-            letters: 0,
-            oldest_ms: None,
-            newest_ms: None,
-        };
-        c.add(Some(1_700_000_000_000));
-        c.add(Some(1_700_000_060_000));
-        c.add(None);
-        t.insert(
-            ("database_refused".into(), "metrics".into(), "t2".into()),
-            c,
-        );
-        let text = render(&t);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[1].contains("database_refused"), "{text}");
-        assert!(
-            lines[1].contains(" 3  2023-11-14T22:13:20Z  2023-11-14T22:14:20Z"),
-            "{text}"
-        );
-        assert_eq!(lines[2], "  total: 3");
     }
 }
