@@ -4,44 +4,41 @@
 //! InfluxDB as line protocol, losing nothing: a message is either written, or rejected with a
 //! typed reason and dead-lettered.
 //!
-//! # Layout
-//!
-//! The modules follow one message through the daemon:
+//! # One message, one file per stage
 //!
 //! ```text
-//!  config    TOML, or the Python persister's INI file → one validated Config
-//!     │
-//!  pipeline  a consumer thread per `num_processors` takes Kafka messages from librdkafka
-//!     │      in batches (`fetch`): payload (&[u8]) …
-//!     ▼
-//!  decode    simd-json, in place, into structs that borrow a per-worker scratch buffer
-//!     │      (Metric, AlarmTransition) — or a DecodeError
-//!     ▼
-//!  encode    one line of InfluxDB 1.x line protocol appended to a reused BytesMut
-//!     │      — or an EncodeError (a string InfluxDB cannot store, NaN, …)
-//!     ▼
-//!  convert   the two above as one per-message step; Reject = DecodeError | EncodeError
-//!     │
-//!  pipeline  … into a batch (lines per database, where each came from, the rejects)
-//!     ▼
-//!  sink      batch → InfluxDB (1.x /write or 2.x /api/v2/write) over pooled hyper
-//!     │      connections; every answer classified; retried until written or rejected
-//!     ▼
-//!  pipeline  rejects → dead-letter topic; then per-partition commits of what is finished
+//!  1 kafka/consumer.rs    the consumer thread's poll loop takes up to a batch of messages
+//!  2 kafka/queue.rs       … from our queue below rust-rdkafka, as `Fetch`es (no copy)
+//!  3 pipeline/worker/     the worker takes them into the batch and feeds the decisions
+//!  4 pipeline/batch.rs    Batcher::add: one message → convert → lines of its database
+//!  5 convert.rs           decode (decode/, simd-json in place) then encode (encode/)
+//!  6 pipeline/state.rs    the decisions: flush a full or due batch, pause, commit what
+//!  7 pipeline/flush.rs    the batch handed to the runtime: written, rejects dead-lettered
+//!  8 sink/writer.rs       …over pooled hyper connections, every answer classified, retried
+//!  9 kafka/deadletter.rs  rejects to the dead-letter topic, reason in headers
+//! 10 kafka/client.rs      the worker commits the finished offsets through its Kafka port
 //! ```
 //!
-//! Inside `pipeline`, what a consumer decides is apart from how it talks to librdkafka:
-//! `pipeline::state` (`ConsumerState`) is fed events (messages taken, batch finished,
-//! partitions assigned or revoked, commit failed, time passed, shutdown) and answers actions
-//! (flush, pause, resume, commit, give up), with no Kafka, I/O or clock; `pipeline::consumer`
-//! owns the thread, the librdkafka callbacks (which only forward events) and carries the
-//! actions out; `pipeline::offsets` is the per-partition bookkeeping behind the commits.
+//! # Layout
 //!
-//! `daemon` wires these together and owns the life cycle: it runs until the shutdown future it
-//! is given resolves (the binary's resolves on SIGTERM/SIGINT, a test's when it likes) or a
-//! fatal condition. Beside the flow: `stats` and `admin` (self-metrics, `/metrics`,
-//! `/healthz`, `/ready`), `cli` (operator commands: `convert`, `produce`, `loadgen`,
-//! `discard-sink`, `mock-kafka`).
+//! ```text
+//!  config    TOML, or the Python persister's INI file → one validated Config (plain data)
+//!  daemon    builds the pieces from a Config, runs until a signal or a fatal end;
+//!            `daemon::start` is the process: memory, logging, signals, exit statuses
+//!  kafka     everything librdkafka: client properties, consumer threads and callbacks
+//!            (each one call into the worker), our queues, the dead-letter producer
+//!  pipeline  policy, no librdkafka: the Worker drives the decisions (`state`, pure, fed
+//!            events, answering actions) through two ports (`ports`: Kafka without poll,
+//!            Flush), so its executor is unit-tested with fakes; `offsets` is what is
+//!            committable per partition; `series` the per-tenant series limit
+//!  decode    simd-json, in place, into structs that borrow a per-worker scratch buffer
+//!  encode    one line of InfluxDB line protocol appended to a reused BytesMut
+//!  convert   the two above as one per-message step; Reject = DecodeError | EncodeError
+//!  sink      lines → InfluxDB (1.x /write or 2.x /api/v2/write); `retry` its backoff
+//!  stats     counters the others bump; `admin` renders them (/metrics, /healthz, /ready)
+//!  cli       operator commands (convert, produce, loadgen, discard-sink, mock-kafka,
+//!            dead-letters), each a `main` over parsed arguments (`cli::args`)
+//! ```
 //!
 //! Without the default `daemon` feature only the hot path is built (`decode`, `encode`,
 //! `convert`, `cli::convert`): what the fuzz targets need.

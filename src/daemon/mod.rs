@@ -2,6 +2,9 @@
 //! [`Config`], runs until its `shutdown` future resolves (the binary passes SIGTERM/SIGINT;
 //! exit 0 after a clean stop) or until every Kafka broker has been unreachable too long
 //! (exit 1, for systemd to restart us).
+//!
+//! Owns the life cycle: what is built in which order, what stops first (consumers, then the
+//! writes, then the admin endpoint). Must never exit 0 when a consumer ended on its own.
 
 pub mod start;
 

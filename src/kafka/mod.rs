@@ -1,9 +1,9 @@
 //! Kafka I/O: everything that touches librdkafka, nothing of pipeline policy.
 //!
 //! Owns the clients' properties (our defaults, then the operator's pass-through), the consumer
-//! threads and their poll loop ([`consumer`]), librdkafka's callbacks ([`context`], a few
+//! threads and their poll loop (`consumer`), librdkafka's callbacks (`context`, a few
 //! lines each, each one call into the worker), the worker's `Kafka` port on a live consumer
-//! ([`client`]), our queues below rust-rdkafka ([`queue`]) and the dead-letter producer
+//! (`client`), our queues below rust-rdkafka ([`queue`]) and the dead-letter producer
 //! ([`deadletter`]). Must never decide what to
 //! flush, pause or commit: that is `pipeline::worker`'s, asked through its port.
 

@@ -1,5 +1,8 @@
 //! Batch consumption from librdkafka, below rust-rdkafka.
 //!
+//! Owns our librdkafka queue handles and the unsafe code around them. Must never hand out a
+//! message after `release`, or outlive the client (closed before it is destroyed).
+//!
 //! rust-rdkafka's `poll` hands out one message per call, each as its own event: a queue pop
 //! with clock reads, an event object and an `Arc`. Measured on the daemon, that was about as
 //! much CPU as decoding and encoding the message. Here every assigned partition's fetch

@@ -1,5 +1,8 @@
 //! A batch being filled by a consumer: converted lines grouped by database, where each line
 //! came from, and the messages that were rejected before reaching InfluxDB.
+//!
+//! Owns the [`Batcher`], the one place a message enters a batch (routing, payloads kept for
+//! dead letters, the series gate). Must never drop a message: each is a line or a reject.
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -48,7 +48,7 @@ pub enum Fetch<'a> {
 }
 
 /// What a consumer's worker asks of the write side: start a batch, hear when one finished.
-/// The daemon's is [`Flusher`]; the worker's unit tests use a fake that finishes batches when
+/// The daemon's is [`Flusher`](super::flush::Flusher); the worker's unit tests use a fake that finishes batches when
 /// the test says.
 pub trait Flush {
     /// Starts writing `batch` (and dead-lettering its rejects), without waiting.

@@ -166,8 +166,11 @@ fn topics(config: &Config) -> Vec<(String, String)> {
     out
 }
 
-/// Counts the letters waiting on every configured dead-letter topic.
-pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
+/// Runs `f` on every configured dead-letter topic (with its brokers), in turn.
+fn each_topic<T>(
+    config: &Config,
+    mut f: impl FnMut(&Redactor, &str, &str) -> Result<T, DeadLetterError>,
+) -> Result<Vec<(String, T)>, DeadLetterError> {
     let topics = topics(config);
     if topics.is_empty() {
         return Err(DeadLetterError::NoTopic);
@@ -175,8 +178,17 @@ pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
     let redactor = config.kafka.redactor();
     let mut out = Vec::new();
     for (brokers, topic) in topics {
+        let done = f(&redactor, &brokers, &topic)?;
+        out.push((topic, done));
+    }
+    Ok(out)
+}
+
+/// Counts the letters waiting on every configured dead-letter topic.
+pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
+    each_topic(config, |redactor, brokers, topic| {
         let mut tally = Tally::new();
-        scan(config, &redactor, &brokers, &topic, |m| {
+        scan(config, redactor, brokers, topic, |m| {
             let l = letter(m);
             tally
                 .entry((l.reason, l.source_topic, l.tenant))
@@ -184,9 +196,8 @@ pub fn list(config: &Config) -> Result<Vec<(String, Tally)>, DeadLetterError> {
                 .add(m.timestamp().to_millis());
             Ok(())
         })?;
-        out.push((topic, tally));
-    }
-    Ok(out)
+        Ok(tally)
+    })
 }
 
 /// Replays the matching letters waiting on every configured dead-letter topic (see the
@@ -196,19 +207,9 @@ pub fn replay(
     filter: &Filter,
     dry_run: bool,
 ) -> Result<Vec<(String, Replayed)>, DeadLetterError> {
-    let topics = topics(config);
-    if topics.is_empty() {
-        return Err(DeadLetterError::NoTopic);
-    }
-    let redactor = config.kafka.redactor();
-    let mut out = Vec::new();
-    for (brokers, topic) in topics {
-        out.push((
-            topic.clone(),
-            replay_topic(config, &redactor, &brokers, &topic, filter, dry_run)?,
-        ));
-    }
-    Ok(out)
+    each_topic(config, |redactor, brokers, topic| {
+        replay_topic(config, redactor, brokers, topic, filter, dry_run)
+    })
 }
 
 fn replay_topic(
