@@ -9,8 +9,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::e2e::{metric, persister_toml};
-use common::kafka::{Persister, Tansu};
+use common::e2e::{Stack, metric, persister_toml};
+use common::kafka::Persister;
 use common::{Influx, TempDir};
 
 fn wait_until(what: &str, limit: Duration, p: &Persister, mut f: impl FnMut() -> bool) {
@@ -64,46 +64,34 @@ fn count_in(output: &str, section: &str, reason: &str, tenant: &str) -> u64 {
 
 #[test]
 fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_not_take() {
-    let influx = Influx::start_refusing_tenant_2();
-    let tansu = Tansu::start();
-    tansu.create_topic("metrics", 4);
-    tansu.create_topic("alarm-state-transitions", 1);
-    tansu.create_topic("dlq", 1);
-    let dir = TempDir::new("replay");
-    let config = persister_toml(
-        &dir.0,
-        &tansu.bootstrap(),
-        influx.port,
-        "dead_letter_topic = \"dlq\"",
-        "database_refused_seconds = 3\nadmin_listen = \"\"",
-    );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[influxdb]\n",
-        "[influxdb]\ndb_per_tenant = true\nuser = \"persister\"\npassword = \"w-only\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    let p = Persister::start(&config);
+    let s = Stack::builder("replay")
+        .influx(Influx::start_refusing_tenant_2())
+        .dead_letter_topic("dlq")
+        .influxdb("db_per_tenant = true\nuser = \"persister\"\npassword = \"w-only\"")
+        .persister("database_refused_seconds = 3\nadmin_listen = \"\"")
+        .start();
 
     // 3 000 metrics over tenants 0, 1, 2 (tenant-2's database refuses us) and 5 messages
     // that are not JSON (dead-lettered as invalid_json, tenant unknown).
     let mut messages: Vec<Vec<u8>> = (0..3000).map(metric).collect();
     messages.extend((0..5).map(|i| format!("not json {i}").into_bytes()));
-    tansu.produce("metrics", 4, messages.iter().map(Vec::as_slice));
+    s.tansu
+        .produce("metrics", 4, messages.iter().map(Vec::as_slice));
     wait_until(
         "every offset committed",
         Duration::from_secs(180),
-        &p,
+        &s.persister,
         || {
-            tansu
+            s.tansu
                 .committed("1_metrics", "metrics", 4)
                 .is_ok_and(|n| n == 3005)
         },
     );
-    assert_eq!(influx.tenant_points(0), 1000);
-    assert_eq!(influx.tenant_points(1), 1000);
-    assert_eq!(influx.tenant_points(2), 0);
+    assert_eq!(s.influx.tenant_points(0), 1000);
+    assert_eq!(s.influx.tenant_points(1), 1000);
+    assert_eq!(s.influx.tenant_points(2), 0);
 
-    let (code, out) = dead_letters(&config, &["list"]);
+    let (code, out) = dead_letters(&s.config, &["list"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         count_in(&out, "waiting", "database_refused", "tenant-2"),
@@ -114,7 +102,7 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
 
     // A dry run changes nothing.
     let (code, out) = dead_letters(
-        &config,
+        &s.config,
         &["replay", "--reason", "database_refused", "--dry-run"],
     );
     assert_eq!(code, 0, "{out}");
@@ -123,7 +111,7 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
         1000,
         "{out}"
     );
-    let (_, listed) = dead_letters(&config, &["list"]);
+    let (_, listed) = dead_letters(&s.config, &["list"]);
     assert_eq!(
         count_in(&listed, "waiting", "database_refused", "tenant-2"),
         1000,
@@ -131,8 +119,9 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
     );
 
     // The grant, then one replay of that reason: every refused point lands.
-    influx.query("", "GRANT WRITE ON \"mon_tenant-2\" TO persister");
-    let (code, out) = dead_letters(&config, &["replay", "--reason", "database_refused"]);
+    s.influx
+        .query("", "GRANT WRITE ON \"mon_tenant-2\" TO persister");
+    let (code, out) = dead_letters(&s.config, &["replay", "--reason", "database_refused"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         count_in(&out, "replayed", "database_refused", "tenant-2"),
@@ -147,29 +136,29 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
     wait_until(
         "tenant-2's 1 000 points",
         Duration::from_secs(120),
-        &p,
-        || influx.tenant_points(2) == 1000,
+        &s.persister,
+        || s.influx.tenant_points(2) == 1000,
     );
     wait_until(
         "the replayed messages committed by the daemon",
         Duration::from_secs(120),
-        &p,
+        &s.persister,
         || {
-            tansu
+            s.tansu
                 .committed("1_metrics", "metrics", 4)
                 .is_ok_and(|n| n == 4005)
         },
     );
 
     // A second run replays nothing; the letters the filter did not take still wait.
-    let (code, out) = dead_letters(&config, &["replay", "--reason", "database_refused"]);
+    let (code, out) = dead_letters(&s.config, &["replay", "--reason", "database_refused"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         count_in(&out, "replayed", "database_refused", "tenant-2"),
         0,
         "{out}"
     );
-    let (code, listed) = dead_letters(&config, &["list"]);
+    let (code, listed) = dead_letters(&s.config, &["list"]);
     assert_eq!(code, 0, "{listed}");
     assert_eq!(
         count_in(&listed, "waiting", "database_refused", "tenant-2"),
@@ -181,7 +170,7 @@ fn replay_after_the_grant_stores_every_refused_point_once_and_keeps_what_it_did_
         5,
         "{listed}"
     );
-    assert_eq!(influx.tenant_points(2), 1000);
+    assert_eq!(s.influx.tenant_points(2), 1000);
 }
 
 #[test]

@@ -6,9 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::e2e::{persister_toml, scrape, value};
-use common::kafka::{Persister, Tansu};
-use common::{Influx, TempDir};
+use common::e2e::{Stack, scrape, value};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -19,20 +17,10 @@ fn now_ms() -> i64 {
 
 #[test]
 fn every_point_written_is_observed_once_with_its_latency() {
-    let influx = Influx::start();
-    let tansu = Tansu::start();
-    tansu.create_topic("metrics", 4);
-    tansu.create_topic("alarm-state-transitions", 1);
-    let dir = TempDir::new("latency");
-    let config = persister_toml(
-        &dir.0,
-        &tansu.bootstrap(),
-        influx.port,
-        "",
-        "admin_listen = \"127.0.0.1:0\"",
-    );
-    let p = Persister::start(&config);
-    let admin = p.admin_port();
+    let s = Stack::builder("latency")
+        .persister("admin_listen = \"127.0.0.1:0\"")
+        .start();
+    let admin = s.persister.admin_port();
     let created_s = now_ms() / 1000;
     // Metrics made now (creation_time in seconds, as Monasca's API writes it), one without a
     // creation time (written, not observed), and alarm transitions made now.
@@ -62,8 +50,9 @@ fn every_point_written_is_observed_once_with_its_latency() {
             .into_bytes()
         })
         .collect();
-    tansu.produce("metrics", 4, metrics.iter().map(Vec::as_slice));
-    tansu.produce(
+    s.tansu
+        .produce("metrics", 4, metrics.iter().map(Vec::as_slice));
+    s.tansu.produce(
         "alarm-state-transitions",
         1,
         alarms.iter().map(Vec::as_slice),
@@ -72,7 +61,11 @@ fn every_point_written_is_observed_once_with_its_latency() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let written = || common::e2e::total(&scrape(admin), "monasca_persister_points_written_total");
     while written() < 3101.0 {
-        assert!(Instant::now() < deadline, "not written:\n{}", p.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not written:\n{}",
+            s.persister.log_text()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let s = scrape(admin);

@@ -8,9 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::e2e::{BASE_TS, persister_toml, scrape, value};
-use common::kafka::{Persister, Tansu};
-use common::{Influx, TempDir};
+use common::Influx;
+use common::e2e::{BASE_TS, Stack, scrape, value};
 
 /// A metric of `tenant` on host `h{host}` at `BASE_TS + i` ms: one series per host.
 fn metric(tenant: &str, host: usize, i: usize) -> Vec<u8> {
@@ -43,26 +42,12 @@ fn a_tenant_past_its_series_limit_is_dead_lettered_and_a_small_one_loses_nothing
     if into_hour > 3600 - 120 {
         std::thread::sleep(Duration::from_secs(3600 - into_hour + 1));
     }
-    let influx = Influx::start();
-    let tansu = Tansu::start();
-    tansu.create_topic("metrics", 4);
-    tansu.create_topic("alarm-state-transitions", 1);
-    tansu.create_topic("dlq", 1);
-    let dir = TempDir::new("series");
-    let config = persister_toml(
-        &dir.0,
-        &tansu.bootstrap(),
-        influx.port,
-        "dead_letter_topic = \"dlq\"",
-        "admin_listen = \"127.0.0.1:0\"",
-    );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[influxdb]\n",
-        "[influxdb]\nmax_hourly_series_per_tenant = 1000\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    let p = Persister::start(&config);
-    let admin = p.admin_port();
+    let s = Stack::builder("series")
+        .dead_letter_topic("dlq")
+        .influxdb("max_hourly_series_per_tenant = 1000")
+        .persister("admin_listen = \"127.0.0.1:0\"")
+        .start();
+    let admin = s.persister.admin_port();
 
     // Interleaved: 5 000 series of "big" (one point each) and 10 series of "small" (30
     // points each).
@@ -75,27 +60,29 @@ fn a_tenant_past_its_series_limit_is_dead_lettered_and_a_small_one_loses_nothing
         }
     }
     assert_eq!(messages.len(), 5300);
-    tansu.produce("metrics", 4, messages.iter().map(Vec::as_slice));
+    s.tansu
+        .produce("metrics", 4, messages.iter().map(Vec::as_slice));
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !tansu
+    while !s
+        .tansu
         .committed("1_metrics", "metrics", 4)
         .is_ok_and(|n| n == 5300)
     {
         assert!(
             Instant::now() < deadline,
             "not everything committed:\n{}",
-            p.log_text()
+            s.persister.log_text()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    assert_eq!(points(&influx, "big"), 1000, "exactly the limit");
+    assert_eq!(points(&s.influx, "big"), 1000, "exactly the limit");
     assert_eq!(
-        points(&influx, "small"),
+        points(&s.influx, "small"),
         300,
         "the small tenant loses nothing"
     );
-    let series = influx.points_or_no_database(
+    let series = s.influx.points_or_no_database(
         "mon",
         r#"SELECT count(value) FROM (SELECT last(value) AS value FROM "series.test" WHERE "_tenant_id" = 'big' GROUP BY *)"#,
     );
@@ -121,7 +108,7 @@ fn a_tenant_past_its_series_limit_is_dead_lettered_and_a_small_one_loses_nothing
     // The 4 000 refused messages wait on the dead-letter topic, as series_limit of big.
     let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
         .args(["dead-letters", "list", "--config-file"])
-        .arg(&config)
+        .arg(&s.config)
         .output()
         .expect("dead-letters list");
     let text = String::from_utf8_lossy(&out.stdout);

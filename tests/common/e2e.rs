@@ -1,12 +1,14 @@
-//! What the end-to-end tests share: the metric messages they produce, counting what landed,
-//! a background producer, and reading the daemon's `/metrics`.
+//! What the end-to-end tests share: starting InfluxDB, tansu and the daemon together, the
+//! metric messages they produce, counting what landed, a background producer, and reading the
+//! daemon's `/metrics`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::Influx;
-use super::kafka::{Tansu, produce_to};
+use super::kafka::{Persister, Tansu, produce_to};
+use super::{Influx, TempDir};
 
 /// Writes `<dir>/persister.toml` for the end-to-end tests: Kafka at `bootstrap` (`kafka_extra`
 /// appended to `[kafka]`), InfluxDB on `influx_port`, small batches and quick retries;
@@ -46,6 +48,109 @@ shutdown_timeout_seconds = 10
     let path = dir.join("persister.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// An end-to-end stack: InfluxDB 1.6, tansu with the persister's topics, and the persister
+/// binary running a [`persister_toml`] config written to a temporary directory. Made by
+/// [`Stack::builder`].
+///
+/// The fields drop in the order declared: the persister stops before its directory is removed
+/// and before the servers it uses stop.
+pub struct Stack {
+    pub persister: Persister,
+    /// The config file the persister runs (`<dir>/persister.toml`).
+    pub config: PathBuf,
+    pub dir: TempDir,
+    pub tansu: Tansu,
+    pub influx: Influx,
+}
+
+impl Stack {
+    /// A stack whose temporary directory is named after `tag`: by default a plain
+    /// `Influx::start()`, topic `metrics` with 4 partitions and `alarm-state-transitions`
+    /// with 1, no dead-letter topic, and nothing added to the config.
+    pub fn builder(tag: &str) -> StackBuilder<'_> {
+        StackBuilder {
+            tag,
+            influx: None,
+            dead_letter_topic: None,
+            influxdb: "",
+            persister: "",
+        }
+    }
+}
+
+/// How to start a [`Stack`]; see [`Stack::builder`].
+pub struct StackBuilder<'a> {
+    tag: &'a str,
+    influx: Option<Influx>,
+    dead_letter_topic: Option<&'a str>,
+    influxdb: &'a str,
+    persister: &'a str,
+}
+
+impl<'a> StackBuilder<'a> {
+    /// Uses an InfluxDB the test has started itself (authentication, say).
+    pub fn influx(mut self, influx: Influx) -> Self {
+        self.influx = Some(influx);
+        self
+    }
+
+    /// Creates `topic` (1 partition) and names it as `[kafka] dead_letter_topic`.
+    pub fn dead_letter_topic(mut self, topic: &'a str) -> Self {
+        self.dead_letter_topic = Some(topic);
+        self
+    }
+
+    /// Lines added at the top of `[influxdb]`.
+    pub fn influxdb(mut self, lines: &'a str) -> Self {
+        self.influxdb = lines;
+        self
+    }
+
+    /// Lines appended to `[persister]`.
+    pub fn persister(mut self, lines: &'a str) -> Self {
+        self.persister = lines;
+        self
+    }
+
+    /// Starts InfluxDB (unless given one), then tansu and its topics, writes the config and
+    /// starts the persister on it.
+    pub fn start(self) -> Stack {
+        let influx = self.influx.unwrap_or_else(Influx::start);
+        let tansu = Tansu::start();
+        tansu.create_topic("metrics", 4);
+        tansu.create_topic("alarm-state-transitions", 1);
+        let kafka_extra = match self.dead_letter_topic {
+            Some(topic) => {
+                tansu.create_topic(topic, 1);
+                format!("dead_letter_topic = \"{topic}\"")
+            }
+            None => String::new(),
+        };
+        let dir = TempDir::new(self.tag);
+        let config = persister_toml(
+            &dir.0,
+            &tansu.bootstrap(),
+            influx.port,
+            &kafka_extra,
+            self.persister,
+        );
+        if !self.influxdb.is_empty() {
+            let text = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("[influxdb]\n", &format!("[influxdb]\n{}\n", self.influxdb));
+            std::fs::write(&config, text).unwrap();
+        }
+        let persister = Persister::start(&config);
+        Stack {
+            persister,
+            config,
+            dir,
+            tansu,
+            influx,
+        }
+    }
 }
 
 /// The first message's timestamp; message `i` is `i` ms later.
