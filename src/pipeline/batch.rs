@@ -216,6 +216,14 @@ impl Batcher {
         self.batch.is_empty()
     }
 
+    /// Moves the series limit to the current clock hour (nothing without a limit: no clock
+    /// read).
+    pub fn refresh_hour(&mut self) {
+        if let Some(gate) = &mut self.gate {
+            gate.set_hour(super::series::current_hour());
+        }
+    }
+
     /// The hour the series limit counts in (see `series::current_hour`).
     pub fn set_hour(&mut self, hour: u64) {
         if let Some(gate) = &mut self.gate {

@@ -280,7 +280,7 @@ impl<F: Flush> Worker<F> {
     /// bookkeeping is per run of one partition's messages, not per message.
     pub fn take<'a>(&mut self, fetched: impl Iterator<Item = Fetch<'a>>) {
         let now = Instant::now();
-        self.batcher.set_hour(super::series::current_hour());
+        self.batcher.refresh_hour();
         let mut run: Option<(i32, i64, i64)> = None; // partition, messages, last offset
         let mut got_any = false;
         for f in fetched {
