@@ -79,6 +79,9 @@ pub struct InfluxConfig {
     /// Line-protocol escaping the server reads: `v1` (InfluxDB 1.x/2.x, default) or `v3`
     /// (VictoriaMetrics, InfluxDB 3: backslashes in identifiers escaped). Used by the encoder.
     pub line_protocol: Dialect,
+    /// The tenants (project ids) whose messages this destination writes; empty: every tenant.
+    /// A message of another tenant is skipped (committed without being written).
+    pub tenants: Vec<String>,
 }
 
 impl Default for InfluxConfig {
@@ -110,6 +113,7 @@ impl Default for InfluxConfig {
             retry_initial_ms: 100,
             retry_max_seconds: 30.0,
             line_protocol: Dialect::V1,
+            tenants: Vec::new(),
         }
     }
 }

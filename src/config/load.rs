@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, InfluxConfig, KafkaConfig, PersisterConfig, PipelineConfig, ini,
-    is_secret_property, pipeline_defaults,
+    Config, ConfigError, InfluxConfig, KafkaConfig, PersisterConfig, PipelineConfig, destinations,
+    ini, is_secret_property, pipeline_defaults,
 };
 use crate::convert::Kind;
 
@@ -87,8 +87,13 @@ pub fn load_all(
     }
     let text = &texts[texts.len() - 1].1;
     let mut warnings = Vec::new();
-    let (file, lines) = match detect_format(path, text) {
-        Format::Toml if paths.len() == 1 => (parse_toml(path, text)?, BTreeMap::new()),
+    let (file, lines, raw) = match detect_format(path, text) {
+        Format::Toml if paths.len() == 1 => {
+            let file = parse_toml(path, text)?;
+            // It parsed as a `ConfigFile`, so as a table too.
+            let raw = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+            (file, BTreeMap::new(), raw)
+        }
         Format::Toml => {
             return Err(err(
                 "a TOML configuration is one file; only INI (oslo.config) files combine".into(),
@@ -97,19 +102,13 @@ pub fn load_all(
         Format::Ini => {
             let (table, lines, w) = ini::to_toml(&texts, env)?;
             warnings.extend(w);
-            let file = ConfigFile::deserialize(toml::Value::Table(table))
+            let file = ConfigFile::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|e| err(e.to_string()))?;
-            (file, lines)
+            (file, lines, table)
         }
     };
-    let config = Config {
-        kafka: file.kafka,
-        kafka_metrics: file.kafka_metrics.resolve(Kind::Metrics),
-        kafka_alarm_history: file.kafka_alarm_history.resolve(Kind::Alarms),
-        influxdb: file.influxdb,
-        persister: file.persister,
-    };
-    config.validate().map_err(|(key, message)| {
+    // A problem with a key, at its file and line when the INI mapping knows them.
+    let at_key = |(key, message): (String, String)| {
         let at = lines.get(&key);
         ConfigError {
             file: at.map_or_else(|| path.to_owned(), |(f, _)| f.clone()),
@@ -117,7 +116,17 @@ pub fn load_all(
             key,
             message,
         }
-    })?;
+    };
+    let config = Config {
+        kafka: file.kafka,
+        kafka_metrics: file.kafka_metrics.resolve(Kind::Metrics),
+        kafka_alarm_history: file.kafka_alarm_history.resolve(Kind::Alarms),
+        influxdb: file.influxdb,
+        destinations: destinations::resolve(&raw_influxdb(&raw), &file.destinations)
+            .map_err(at_key)?,
+        persister: file.persister,
+    };
+    config.validate().map_err(at_key)?;
     for (p, text) in &texts {
         // Of several files, only those that hold a secret themselves.
         if (texts.len() == 1 || mentions_secret(text))
@@ -204,8 +213,19 @@ struct ConfigFile {
     kafka_alarm_history: PipelineFile,
     #[serde(default)]
     influxdb: InfluxConfig,
+    /// `[destinations.NAME]`: partial `[influxdb]` tables, merged by `destinations::resolve`.
+    #[serde(default)]
+    destinations: toml::Table,
     #[serde(default)]
     persister: PersisterConfig,
+}
+
+/// The `[influxdb]` table of a file as written (empty when it has none).
+fn raw_influxdb(file: &toml::Table) -> toml::Table {
+    match file.get("influxdb") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        _ => toml::Table::new(),
+    }
 }
 
 /// Whether a file sets a password, a token or a secret property to something.
@@ -225,8 +245,9 @@ fn permission_warning(path: &Path, c: &Config) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let has_secret = !c.influxdb.password.is_empty()
-            || !c.influxdb.token.is_empty()
+        let has_secret = c
+            .destinations()
+            .any(|(_, i)| !i.password.is_empty() || !i.token.is_empty())
             || c.kafka
                 .properties
                 .iter()
@@ -330,6 +351,70 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\"x\""));
+    }
+
+    const DESTINATIONS: &str = "[influxdb]\npassword = \"hunter2\"\ntenants = [\"a\"]\n\
+        [destinations.b]\nip_address = \"10.0.0.2\"\ntoken = \"tok3n\"\n\
+        [destinations.a-1]\ntenants = [\"b\", \"c\"]\n";
+
+    #[test]
+    fn destinations_come_after_influxdb_with_their_consumer_groups() {
+        let c = load(&write("dest.toml", DESTINATIONS)).unwrap().config;
+        let names: Vec<&str> = c.destinations().map(|(n, _)| n).collect();
+        assert_eq!(names, ["influxdb", "a-1", "b"]);
+        let groups: Vec<String> = c
+            .destinations()
+            .map(|(n, _)| c.group_id_for(&c.kafka_metrics, n))
+            .collect();
+        assert_eq!(groups, ["1_metrics", "1_metrics.a-1", "1_metrics.b"]);
+        assert_eq!(
+            c.group_id_for(&c.kafka_alarm_history, "b"),
+            "1_alarm-state-transitions.b"
+        );
+        let routes = crate::config::Routes::of(&c);
+        let decide = |t: &str| [0, 1, 2].map(|i| routes.decide(i, t));
+        use crate::config::Route::{Skip, Unrouted, Write};
+        assert_eq!(decide("a"), [Write, Skip, Write], "b inherits tenants");
+        assert_eq!(decide("c"), [Skip, Write, Skip]);
+        assert_eq!(decide("z"), [Unrouted, Skip, Skip]);
+    }
+
+    #[test]
+    fn destination_errors_name_the_table_and_key() {
+        let e = load(&write("dest-key.toml", "[destinations.b]\nportt = 1\n")).unwrap_err();
+        assert_eq!(e.key, "destinations.b.portt");
+        let e = load(&write("dest-name.toml", "[destinations.B]\n")).unwrap_err();
+        assert!(e.to_string().contains("destinations.B: "), "{e}");
+        let e = load(&write("dest-zero.toml", "[destinations.b]\nport = 0\n")).unwrap_err();
+        assert_eq!(e.key, "destinations.b.port");
+        let e = load(&write(
+            "dest-tenant.toml",
+            "[destinations.b]\ntenants = [\"\"]\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "destinations.b.tenants");
+        let e = load(&write("tenant.toml", "[influxdb]\ntenants = [\" \"]\n")).unwrap_err();
+        assert_eq!(e.key, "influxdb.tenants");
+    }
+
+    #[test]
+    fn check_config_shows_destinations_without_their_secrets() {
+        let c = load(&write("dest-secret.toml", DESTINATIONS))
+            .unwrap()
+            .config;
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("hunter2") && !out.contains("tok3n"), "{out}");
+        let shown: toml::Table = toml::from_str(&out).unwrap();
+        let b = &shown["destinations"]["b"];
+        assert_eq!(b["ip_address"].as_str(), Some("10.0.0.2"));
+        assert_eq!(b["password"].as_str(), Some("***"));
+        assert_eq!(b["token"].as_str(), Some("***"));
+        assert_eq!(
+            shown["destinations"]["a-1"]["tenants"][1].as_str(),
+            Some("c")
+        );
+        let plain = load(&write("plain.toml", "")).unwrap().config;
+        assert!(!plain.to_redacted_toml().contains("destinations"));
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! validated [`Config`].
 //!
 //! Owns the configuration as plain data: the sections' fields and every default (here and in
-//! `influx`), the rules that combine fields (a pipeline's brokers and dead-letter topic), and,
-//! through its parts, the reading (`load`, `ini`, `pylog`), the checks (`validate`) and the
-//! mapping from the Python persister's option names (`ini`). Errors name the file, the line
+//! `influx`), the rules that combine fields (a pipeline's brokers and dead-letter topic; the
+//! destinations, their consumer groups and routing, in `destinations`), and, through its
+//! parts, the reading (`load`, `ini`, `pylog`), the checks (`validate`) and the mapping from
+//! the Python persister's option names (`ini`). Errors name the file, the line
 //! (where the format has one) and the key. Must never: print a password or token (see
 //! [`Secret`]), or depend on the modules that use it (`sink`, `pipeline`, `daemon`): it
 //! imports only the leaves (`convert`, `encode`, `decode`).
 
+mod destinations;
 mod influx;
 mod ini;
 mod load;
@@ -16,6 +18,7 @@ mod pylog;
 mod secret;
 mod validate;
 
+pub use destinations::{Destination, PRIMARY, Route, Routes};
 pub use influx::{Api, InfluxConfig};
 pub use load::{Format, Loaded, config_dir_files, detect_format, load, load_all};
 pub use secret::{Redactor, Secret};
@@ -36,6 +39,13 @@ pub struct Config {
     pub kafka_metrics: PipelineConfig,
     pub kafka_alarm_history: PipelineConfig,
     pub influxdb: InfluxConfig,
+    /// More destinations (`[destinations.NAME]`), ordered by name; [`Config::destinations`]
+    /// lists `[influxdb]` first, then these.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "destinations::serialize"
+    )]
+    pub destinations: Vec<Destination>,
     pub persister: PersisterConfig,
 }
 

@@ -27,7 +27,10 @@ impl Config {
     /// Cross-field checks; the error names the key.
     pub fn validate(&self) -> Result<(), Problem> {
         self.validate_pipelines()?;
-        validate_influx(&self.influxdb)?;
+        validate_influx("influxdb", &self.influxdb)?;
+        for d in &self.destinations {
+            validate_influx(&format!("destinations.{}", d.name), &d.influx)?;
+        }
         validate_persister(&self.persister)?;
         validate_kafka(&self.kafka)
     }
@@ -72,30 +75,42 @@ impl Config {
     }
 }
 
-fn validate_influx(i: &InfluxConfig) -> Result<(), Problem> {
+fn validate_influx(section: &str, i: &InfluxConfig) -> Result<(), Problem> {
     if i.database_name.is_empty() {
-        return bad("influxdb.database_name", "must not be empty");
+        return bad(&format!("{section}.database_name"), "must not be empty");
     }
     if i.ip_address.is_empty() {
-        return bad("influxdb.ip_address", "must not be empty");
+        return bad(&format!("{section}.ip_address"), "must not be empty");
     }
     if i.port == 0 {
-        return bad("influxdb.port", "must not be 0");
+        return bad(&format!("{section}.port"), "must not be 0");
     }
     // `max_body_bytes = 0` is left to the writer, as it always was.
     if let Some(key @ ("batch_size" | "max_in_flight")) = i.zero_request_limit() {
-        return bad(&format!("influxdb.{key}"), "must be at least 1");
+        return bad(&format!("{section}.{key}"), "must be at least 1");
     }
     if !positive(i.request_timeout_seconds) {
-        return bad("influxdb.request_timeout_seconds", "must be positive");
+        return bad(
+            &format!("{section}.request_timeout_seconds"),
+            "must be positive",
+        );
     }
     if i.api == Api::V2 && i.org.is_empty() {
-        return bad("influxdb.org", "the v2 API needs an organisation");
+        return bad(
+            &format!("{section}.org"),
+            "the v2 API needs an organisation",
+        );
     }
     if !i.retention_hours_per_tenant.is_empty() && !i.db_per_tenant {
         return bad(
-            "influxdb.retention_hours_per_tenant",
+            &format!("{section}.retention_hours_per_tenant"),
             "needs db_per_tenant = true (a retention per tenant is a retention per database)",
+        );
+    }
+    if i.tenants.iter().any(|t| t.trim().is_empty()) {
+        return bad(
+            &format!("{section}.tenants"),
+            "a tenant id must not be empty",
         );
     }
     Ok(())
@@ -175,6 +190,7 @@ mod tests {
             kafka_metrics: pipeline_defaults(Kind::Metrics),
             kafka_alarm_history: pipeline_defaults(Kind::Alarms),
             influxdb,
+            destinations: Vec::new(),
             persister: PersisterConfig::default(),
         }
     }

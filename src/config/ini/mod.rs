@@ -255,6 +255,65 @@ verify_ssl = False
     }
 
     #[test]
+    fn destination_sections_are_influxdb_sections_inheriting_from_it() {
+        let c = load(&write(
+            "destinations.conf",
+            "[influxdb]\nip_address = 10.0.0.1\npassword = pw\ntenants = t1, t2\n\
+             [destination:b]\nip_address = 10.0.0.2\n\
+             [destination:archive]\nport = 9999\ntenants =\ndb_per_tenant = yes\n",
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.influxdb.tenants, ["t1", "t2"]);
+        let got: Vec<(&str, &str, u16, &[String], bool)> = c
+            .destinations()
+            .map(|(n, i)| {
+                let t = i.tenants.as_slice();
+                (n, i.ip_address.as_str(), i.port, t, i.db_per_tenant)
+            })
+            .collect();
+        let t = c.influxdb.tenants.as_slice();
+        assert_eq!(
+            got,
+            [
+                ("influxdb", "10.0.0.1", 8086, t, false),
+                ("archive", "10.0.0.1", 9999, &[][..], true),
+                ("b", "10.0.0.2", 8086, t, false),
+            ]
+        );
+        for (_, i) in c.destinations() {
+            assert_eq!(i.password.expose(), "pw");
+            assert_eq!(i.user, "mon_persister", "oslo's default, inherited");
+        }
+    }
+
+    /// The line and key of the error loading `text` gives.
+    fn refused_at(name: &str, text: &str) -> (Option<usize>, String) {
+        let e = load(&write(name, text)).unwrap_err();
+        (e.line, e.key)
+    }
+
+    #[test]
+    fn bad_destination_sections_name_the_line() {
+        let at = |line: usize, key: &str| (Some(line), key.to_owned());
+        let text = "[influxdb]\nport = 1\n\n[destination:b.c]\nport = 2\n";
+        assert_eq!(refused_at("d1.conf", text), at(4, "[destination:b.c]"));
+        let e = load(&write("d1.conf", text)).unwrap_err();
+        assert!(e.to_string().contains("[a-z0-9_-]+"), "{e}");
+        for (text, line, key) in [
+            (
+                "[destination:b]\nport = 2\nzookeeper = x\n",
+                3,
+                "destination:b.zookeeper",
+            ),
+            ("[destination:b]\n\nport = 0\n", 3, "destinations.b.port"),
+            ("[destination:b]\nport = x\n", 2, "destination:b.port"),
+        ] {
+            assert_eq!(refused_at("d2.conf", text), at(line, key), "{text}");
+        }
+    }
+
+    #[test]
     fn continuation_lines_and_comments() {
         let c = load(&write(
             "cont.conf",

@@ -89,7 +89,7 @@ pub(super) fn parse(
 }
 
 /// The name in a `[section]` header: lower-cased, except `DEFAULT`.
-fn section_name(l: &str) -> Result<String, String> {
+pub(super) fn section_name(l: &str) -> Result<String, String> {
     let name = l
         .strip_suffix(']')
         .ok_or_else(|| format!("invalid section (must end with ]): {l:?}"))?;

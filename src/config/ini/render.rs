@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::parse::{Sections, parse};
+use super::parse::{Sections, parse, section_name};
 use super::resolve::{Conf, V, list};
-use super::tables::{LOGGING, MAPPED, OURS, PROPERTIES_GROUP, READ_GROUPS, kind_of, used};
+use super::tables::{
+    DESTINATION_PREFIX, LOGGING, MAPPED, OURS, PROPERTIES_GROUP, READ_GROUPS, kind_of, used,
+};
 use crate::config::ConfigError;
 use crate::config::pylog::{self, PyLogging};
 
@@ -48,12 +50,34 @@ pub(in crate::config) fn to_toml(
     out.check_read_groups()?;
     out.map_mapped()?;
     out.map_ours()?;
+    out.map_destinations(files)?;
     out.map_logging()?;
     out.map_kafka_properties();
     out.check_repositories()?;
     out.warn_kafka_events()?;
     out.warn_unused();
     Ok((out.table, out.lines, out.warnings))
+}
+
+/// A value as the TOML schema takes it: `tenants` is a list, other lists are strings.
+fn schema_value(name: &str, v: &V) -> Option<toml::Value> {
+    match (name, v) {
+        ("tenants", V::List(items)) => Some(toml::Value::Array(
+            items.iter().cloned().map(toml::Value::String).collect(),
+        )),
+        _ => v.to_toml(),
+    }
+}
+
+/// The file and line of the last `[section]` header naming `section`, if any.
+fn header_line(files: &[(PathBuf, String)], section: &str) -> Option<(PathBuf, usize)> {
+    files.iter().rev().find_map(|(path, text)| {
+        let line = text.lines().position(|l| {
+            let l = l.trim_end();
+            l.starts_with('[') && section_name(l).is_ok_and(|n| n == section)
+        })?;
+        Some((path.clone(), line + 1))
+    })
 }
 
 /// The table being built, and where its keys came from.
@@ -196,8 +220,55 @@ impl Render<'_> {
                 ("kafka", "uri", V::Str(s)) => V::Str(list(&s).join(",")),
                 (_, _, v) => v,
             };
-            if set && let Some(value) = v.to_toml() {
+            if set && let Some(value) = schema_value(name, &v) {
                 self.put(group, name, value, (group, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[destination:NAME]` sections become `[destinations.NAME]` tables: each option set is
+    /// typed as `[influxdb]`'s (unset ones are inherited from it later).
+    fn map_destinations(&mut self, files: &[(PathBuf, String)]) -> Result<(), ConfigError> {
+        let sections = self.conf.sections;
+        for (section, entries) in sections {
+            let Some(name) = section.strip_prefix(DESTINATION_PREFIX) else {
+                continue;
+            };
+            if !crate::config::destinations::valid_name(name) {
+                let (file, line) = header_line(files, section)
+                    .map_or((self.first.clone(), None), |(f, l)| (f, Some(l)));
+                return Err(ConfigError {
+                    file,
+                    line,
+                    key: format!("[{section}]"),
+                    message: format!("{name:?}: a destination's name is [a-z0-9_-]+"),
+                });
+            }
+            let mut table = toml::Table::new();
+            for (key, e) in entries {
+                if kind_of("influxdb", key).is_none() {
+                    return Err(ConfigError {
+                        file: e.file.clone(),
+                        line: Some(e.line),
+                        key: format!("{section}.{key}"),
+                        message: "unknown option (a destination takes the options of \
+                                  [influxdb])"
+                            .into(),
+                    });
+                }
+                let (v, _) = self
+                    .conf
+                    .get_as(section, key, "influxdb", 0)
+                    .map_err(|m| self.err_at(section, key, m))?;
+                if let Some(value) = schema_value(key, &v) {
+                    table.insert(key.clone(), value);
+                }
+                let at = (e.file.clone(), e.line);
+                self.lines.insert(format!("destinations.{name}.{key}"), at);
+            }
+            if let Some(t) = self.section("destinations") {
+                t.insert(name.to_owned(), toml::Value::Table(table));
             }
         }
         Ok(())

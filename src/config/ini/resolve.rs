@@ -97,17 +97,30 @@ impl Conf<'_> {
 
     /// The typed value of a registered option and whether it was set (file or environment).
     pub(super) fn get(&self, group: &str, name: &str, depth: usize) -> Result<(V, bool), String> {
-        let Some((kind, is_oslo)) = kind_of(group, name) else {
-            return Err(format!("no such option {name} in group [{group}]"));
+        self.get_as(group, name, group, depth)
+    }
+
+    /// The value of `[group] name` typed as the option `[typed_as] name` (a destination's
+    /// section read as `[influxdb]`), and whether it was set. Another group's option has no
+    /// default here: unset, it is inherited.
+    pub(super) fn get_as(
+        &self,
+        group: &str,
+        name: &str,
+        typed_as: &str,
+        depth: usize,
+    ) -> Result<(V, bool), String> {
+        let Some((kind, is_oslo)) = kind_of(typed_as, name) else {
+            return Err(format!("no such option {name} in group [{typed_as}]"));
         };
         if depth > 20 {
             return Err("references nest too deeply (a cycle?)".into());
         }
-        let (raw, set) = self.raw(group, name, is_oslo);
+        let (raw, set) = self.raw(group, name, is_oslo && group == typed_as);
         let Some(raw) = raw else {
             return Ok((V::None, set));
         };
-        let text = self.substitute(&raw, group, depth)?;
+        let text = self.substitute(&raw, typed_as, depth)?;
         Ok((convert(&text, kind)?, set))
     }
 

@@ -48,6 +48,7 @@ pub(super) const OURS: &[(&str, &str, K)] = &[
     ("influxdb", "retention_hours_per_tenant", K::IntDict),
     ("influxdb", "max_points_per_second", K::Int),
     ("influxdb", "max_hourly_series_per_tenant", K::Int),
+    ("influxdb", "tenants", K::List),
     ("persister", "policy", K::Str),
     ("persister", "max_message_bytes", K::Int),
     ("persister", "max_batches_in_flight", K::Int),
@@ -107,6 +108,12 @@ pub(super) const PROPERTIES_GROUP: &str = "kafka_properties";
 #[cfg(test)]
 const TOML_ONLY: &[&str] = &[];
 
+/// A section `[destination:NAME]` is TOML's `[destinations.NAME]`: its options are
+/// `[influxdb]`'s. oslo.config ignores a group nobody registers options for, so the Python
+/// persister starts on a file that has them (and a `:` keeps `$group.option` references
+/// unambiguous, as a `.` would not).
+pub(super) const DESTINATION_PREFIX: &str = "destination:";
+
 /// Groups whose options the Python persister reads at start-up (so oslo checks their values).
 pub(super) const READ_GROUPS: &[&str] = &[
     "DEFAULT",
@@ -140,6 +147,8 @@ pub(super) fn used(section: &str, key: &str) -> bool {
     MAPPED.contains(&(section, key))
         || OURS.iter().any(|(g, n, _)| *g == section && *n == key)
         || section == PROPERTIES_GROUP
+        // Every key of a destination's section is checked to be an `[influxdb]` one.
+        || section.starts_with(DESTINATION_PREFIX)
         // The pipelines' defaults.
         || (section == "kafka" && ["num_processors", "max_wait_time_seconds"].contains(&key))
         || (section == "DEFAULT"
@@ -164,6 +173,7 @@ mod tests {
             kafka_metrics: pipeline_defaults(Kind::Metrics),
             kafka_alarm_history: pipeline_defaults(Kind::Alarms),
             influxdb: InfluxConfig::default(),
+            destinations: Vec::new(),
             persister: PersisterConfig::default(),
         };
         let toml::Value::Table(top) = toml::Value::try_from(&config).unwrap() else {
