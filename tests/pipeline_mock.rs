@@ -111,6 +111,7 @@ impl Harness {
             lag_interval: Duration::from_secs(1),
             database_refused: Duration::from_secs(300),
             series_limit: None,
+            destination: None,
         });
         let dead = Arc::new(DeadLetters::new(topic.into(), None, self.cancel.clone()));
         spawn_consumer(

@@ -160,6 +160,11 @@ impl Routes {
     }
 
     /// Whether any destination writes `tenant`'s messages.
+    /// Whether destination `index` takes every tenant (no `tenants` list).
+    pub fn takes_all(&self, index: usize) -> bool {
+        matches!(self.takes.get(index), Some(None))
+    }
+
     pub fn taken(&self, tenant: &str) -> bool {
         (0..self.takes.len()).any(|i| self.takes(i, tenant))
     }

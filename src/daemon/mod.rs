@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, PipelineConfig};
+use crate::config::{Config, InfluxConfig, PipelineConfig, Routes};
 use crate::convert::Kind;
 use crate::kafka::{self, ConsumerHandle, deadletter::DeadLetters};
 use crate::pipeline::batch::Routing;
@@ -46,14 +46,24 @@ pub enum Exit {
 
 /// What every consumer shares, and the daemon's ends of the stop and exit signals.
 struct Shared {
-    /// Cancelled once the consumers have stopped: abandons what the writer still tries.
+    /// Cancelled once the consumers have stopped: abandons what the writers still try.
     /// Each consumer gets a child of its own (its shutdown timeout abandons only its writes).
     cancel: CancellationToken,
     control: Arc<Control>,
     /// Each consumer thread's end, however it ends (see `Control::exits`).
     exits: tokio::sync::mpsc::UnboundedReceiver<String>,
-    stats: Arc<PipelineStats>,
+    /// Which destination takes which tenant.
+    routes: Arc<Routes>,
+    /// `[influxdb]` first, then `[destinations.NAME]` by name.
+    destinations: Vec<Target>,
+}
+
+/// One destination: its writer, and the counters of its consumers.
+struct Target {
+    name: String,
+    influx: InfluxConfig,
     writer: Writer,
+    stats: Arc<PipelineStats>,
     series_limit: Option<Arc<SeriesLimit>>,
 }
 
@@ -69,31 +79,44 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         .map_err(DaemonError::Runtime)?;
     let (exits_tx, exits) = tokio::sync::mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
+    let mut destinations = Vec::new();
+    for (name, influx) in config.destinations() {
+        let _guard = rt.enter();
+        destinations.push(Target {
+            name: name.to_owned(),
+            influx: influx.clone(),
+            writer: Writer::new(influx.clone(), cancel.clone())?,
+            stats: Arc::new(PipelineStats::default()),
+            series_limit: (influx.max_hourly_series_per_tenant > 0).then(|| {
+                Arc::new(SeriesLimit::new(
+                    influx.max_hourly_series_per_tenant as usize,
+                ))
+            }),
+        });
+    }
     let mut shared = Shared {
-        writer: {
-            let _guard = rt.enter();
-            Writer::new(config.influxdb.clone(), cancel.clone())?
-        },
         cancel,
         control: Arc::new(Control {
             exits: Some(exits_tx),
             ..Control::default()
         }),
         exits,
-        stats: Arc::new(PipelineStats::default()),
-        series_limit: (config.influxdb.max_hourly_series_per_tenant > 0).then(|| {
-            Arc::new(SeriesLimit::new(
-                config.influxdb.max_hourly_series_per_tenant as usize,
-            ))
-        }),
+        routes: Arc::new(Routes::of(&config)),
+        destinations,
     };
     let mut consumers = Vec::new();
     for (kind, p) in [
         (Kind::Metrics, &config.kafka_metrics),
         (Kind::Alarms, &config.kafka_alarm_history),
     ] {
-        if p.enabled {
-            consumers.extend(start_pipeline(&config, kind, p, &shared, &rt)?);
+        if !p.enabled {
+            continue;
+        }
+        for d in 0..shared.destinations.len() {
+            // Consumer threads are numbered on across destinations (`metrics-0`, `metrics-1`
+            // …): a thread name holds 15 bytes, too few for a destination's name.
+            let first = d * p.num_processors;
+            consumers.extend(start_pipeline(&config, kind, p, &shared, d, first, &rt)?);
         }
     }
     // The admin endpoint outlives the consumers and the writes, so /metrics answers to the
@@ -114,7 +137,7 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     shared.cancel.cancel();
     admin_stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(5));
-    let stats = &shared.stats;
+    let stats = &shared.destinations[0].stats;
     tracing::info!(
         consumed = stats.consumed(),
         rejected = stats.rejected.load(Ordering::Relaxed),
@@ -124,17 +147,22 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     Ok(exit)
 }
 
-/// Starts one pipeline's `num_processors` consumers, with their dead-letter producer.
+/// Starts one pipeline's `num_processors` consumers for destination `d` (numbered from
+/// `first`), with their dead-letter producer.
+#[allow(clippy::too_many_arguments)]
 fn start_pipeline(
     config: &Config,
     kind: Kind,
     p: &PipelineConfig,
     shared: &Shared,
+    d: usize,
+    first: usize,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Vec<ConsumerHandle>, DaemonError> {
+    let target = &shared.destinations[d];
     let redactor = config.kafka.redactor();
     let dlq_topic = config.dead_letter_topic(p);
-    let target = if dlq_topic.is_empty() {
+    let producer = if dlq_topic.is_empty() {
         None
     } else {
         let _guard = rt.enter();
@@ -144,20 +172,25 @@ fn start_pipeline(
         })?;
         Some((producer, dlq_topic.to_owned()))
     };
-    let dead = Arc::new(DeadLetters::new(
-        p.topic.clone(),
-        target,
-        shared.cancel.clone(),
-    ));
-    let settings = Arc::new(settings(config, kind, p, &shared.series_limit));
+    let dead = DeadLetters::new(p.topic.clone(), producer, shared.cancel.clone());
+    // Letters of a destination other than the first name it (a write only it refused).
+    let dead = Arc::new(if d == 0 {
+        dead
+    } else {
+        dead.for_destination(&target.name)
+    });
+    let mut settings = settings(config, kind, p, target);
+    settings.destination = Some((shared.routes.clone(), d));
+    let settings = Arc::new(settings);
+    let group = config.group_id_for(p, &target.name);
     let mut consumers = Vec::new();
-    for i in 0..p.num_processors {
+    for i in first..first + p.num_processors {
         let h = kafka::spawn_consumer(
             settings.clone(),
             i,
-            shared.writer.clone(),
+            target.writer.clone(),
             dead.clone(),
-            shared.stats.clone(),
+            target.stats.clone(),
             shared.control.clone(),
             shared.cancel.child_token(),
             rt.handle().clone(),
@@ -166,26 +199,21 @@ fn start_pipeline(
             what: format!("consumer {}-{i}", settings.name),
             detail: redactor.error(&e),
         })?;
-        tracing::info!(consumer = %h.label, topic = %p.topic, group = %p.group_id, "consumer started");
+        tracing::info!(consumer = %h.label, destination = %target.name, topic = %p.topic, group = %group, "consumer started");
         consumers.push(h);
     }
     Ok(consumers)
 }
 
 /// What every consumer of pipeline `p` needs, from the configuration.
-fn settings(
-    config: &Config,
-    kind: Kind,
-    p: &PipelineConfig,
-    series_limit: &Option<Arc<SeriesLimit>>,
-) -> PipelineSettings {
+fn settings(config: &Config, kind: Kind, p: &PipelineConfig, target: &Target) -> PipelineSettings {
     let instance = if p.group_instance_id.is_empty() {
         &config.kafka.group_instance_id
     } else {
         &p.group_instance_id
     };
     let seconds = Duration::from_secs_f64;
-    let influx = &config.influxdb;
+    let influx = &target.influx;
     PipelineSettings {
         name: match kind {
             Kind::Metrics => crate::stats::thread_names::METRICS,
@@ -206,7 +234,7 @@ fn settings(
             dialect: influx.line_protocol,
         },
         max_message_bytes: config.persister.max_message_bytes,
-        consumer_properties: kafka::consumer_properties(config, p),
+        consumer_properties: kafka::consumer_properties(config, p, &target.name),
         group_instance_id: (!instance.is_empty()).then(|| instance.clone()),
         brokers_down_exit: seconds(config.kafka.brokers_down_exit_seconds),
         shutdown_timeout: seconds(config.persister.shutdown_timeout_seconds.max(0.0)),
@@ -214,9 +242,10 @@ fn settings(
         database_refused: seconds(config.persister.database_refused_seconds),
         // Series come from metrics; alarm transitions add a handful per alarm.
         series_limit: match kind {
-            Kind::Metrics => series_limit.clone(),
+            Kind::Metrics => target.series_limit.clone(),
             Kind::Alarms => None,
         },
+        destination: None,
     }
 }
 
@@ -229,11 +258,11 @@ fn start_admin(
 ) {
     let limit = |s: f64| (s > 0.0).then(|| Duration::from_secs_f64(s));
     let state = Arc::new(crate::admin::AdminState {
-        pipeline: shared.stats.clone(),
-        writer: shared.writer.stats(),
+        pipeline: shared.destinations[0].stats.clone(),
+        writer: shared.destinations[0].writer.stats(),
         started: std::time::Instant::now(),
         ready_max_uncommitted: limit(config.persister.ready_max_uncommitted_seconds),
-        series: shared.series_limit.clone(),
+        series: shared.destinations[0].series_limit.clone(),
         ready_max_unreadable: limit(config.persister.ready_max_unreadable_seconds),
     });
     let addr = config.persister.admin_listen.clone();

@@ -35,6 +35,9 @@ pub struct DeadLetters {
     pub target: Option<(FutureProducer, String)>,
     pub shutdown: CancellationToken,
     limiter: Mutex<crate::stats::RateLimit>,
+    /// The destination whose writes these letters' rejects came from, as a `destination`
+    /// header (None: the first destination, or the only one).
+    destination: Option<String>,
 }
 
 impl DeadLetters {
@@ -48,7 +51,14 @@ impl DeadLetters {
             target,
             shutdown,
             limiter: Mutex::new(crate::stats::RateLimit::new(10, Duration::from_secs(10))),
+            destination: None,
         }
+    }
+
+    /// Letters from destination `name`'s consumers carry a `destination` header.
+    pub fn for_destination(mut self, name: &str) -> Self {
+        self.destination = Some(name.to_owned());
+        self
     }
 
     /// Logs each rejected message (rate-limited) and, with a topic, produces them all until
@@ -176,6 +186,13 @@ impl DeadLetters {
                     key: "source_offset",
                     value: Some(offset.as_str()),
                 });
+            let headers = match &self.destination {
+                Some(name) => headers.insert(Header {
+                    key: "destination",
+                    value: Some(name.as_str()),
+                }),
+                None => headers,
+            };
             let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic)
                 .payload(&d.payload[..])
                 .headers(headers);

@@ -17,11 +17,16 @@ pub use consumer::{ConsumerHandle, spawn_consumer};
 
 use crate::config::{Config, PipelineConfig};
 
-/// A consumer's librdkafka properties: our defaults, then `[kafka] properties` (which win).
-pub fn consumer_properties(config: &Config, p: &PipelineConfig) -> Vec<(String, String)> {
+/// The librdkafka properties of a consumer of pipeline `p` for `destination`: our defaults
+/// (the destination's consumer group among them), then `[kafka] properties` (which win).
+pub fn consumer_properties(
+    config: &Config,
+    p: &PipelineConfig,
+    destination: &str,
+) -> Vec<(String, String)> {
     let mut props: Vec<(String, String)> = vec![
         ("bootstrap.servers".into(), config.brokers(p).to_owned()),
-        ("group.id".into(), p.group_id.clone()),
+        ("group.id".into(), config.group_id_for(p, destination)),
         ("enable.auto.commit".into(), "false".into()),
         ("enable.auto.offset.store".into(), "false".into()),
         ("auto.offset.reset".into(), "earliest".into()),

@@ -9,7 +9,10 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 
+use std::sync::Arc;
+
 use super::series::SeriesGate;
+use crate::config::{Route, Routes};
 use crate::convert::{Converter, Kind, Reject};
 
 /// Where lines go: one database, or one per tenant (`<prefix>_<tenant>`).
@@ -84,6 +87,12 @@ pub struct PendingBatch {
     pub sanitized: usize,
     /// Messages refused by `max_hourly_series_per_tenant`: index into `sources`, tenant.
     pub over_limit: Vec<(usize, String)>,
+    /// Messages of a tenant no destination takes (only the first destination's batches have
+    /// them): index into `sources`, tenant.
+    pub unrouted: Vec<(usize, String)>,
+    /// Messages this destination leaves to others: a tenant it does not take, or a reject the
+    /// first destination dead-letters.
+    pub skipped: usize,
 }
 
 impl PendingBatch {
@@ -131,6 +140,8 @@ impl PendingBatch {
             rejected: Vec::new(),
             sanitized: 0,
             over_limit: Vec::new(),
+            unrouted: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -161,6 +172,13 @@ pub struct Batcher {
     /// Buffers of finished batches, for the next ones (at most `max_spares`).
     spares: Vec<Spare>,
     max_spares: usize,
+    /// With more than one destination: which tenants this one takes (None: every tenant).
+    place: Option<(Arc<Routes>, usize)>,
+    /// Whether this is the first destination, which dead-letters what the converter rejects
+    /// and what no destination takes (so each is dead-lettered once).
+    first: bool,
+    /// Where a message this destination skips is encoded, and then dropped.
+    skipped: BytesMut,
 }
 
 impl Batcher {
@@ -176,7 +194,18 @@ impl Batcher {
             gate: None,
             spares: Vec::new(),
             max_spares: 0,
+            place: None,
+            first: true,
+            skipped: BytesMut::new(),
         }
+    }
+
+    /// Destination `index` of `routes`: it writes only the tenants it takes, and only the
+    /// first destination (index 0) dead-letters rejects and unrouted messages.
+    pub fn at_destination(mut self, routes: Arc<Routes>, index: usize) -> Self {
+        self.first = index == 0;
+        self.place = (!routes.takes_all(index)).then_some((routes, index));
+        self
     }
 
     /// Keeps each message's raw payload in the batch (for dead-lettering its rejects).
@@ -255,6 +284,9 @@ impl Batcher {
             routing,
             keep_payload,
             gate,
+            place,
+            first,
+            skipped,
             ..
         } = self;
         let index = batch.sources.len();
@@ -272,7 +304,18 @@ impl Batcher {
         });
         let (groups, tenant_group) = (&mut batch.groups, &mut batch.tenant_group);
         let mut chosen = 0;
+        let mut route = Route::Write;
+        let skip_buf = &mut *skipped;
         let result = converter.convert_to(*kind, payload, |tenant| {
+            if let Some((routes, i)) = place {
+                route = routes.decide(*i, tenant);
+                if route != Route::Write {
+                    if route == Route::Unrouted {
+                        batch.unrouted.push((index, tenant.to_owned()));
+                    }
+                    return skip_buf;
+                }
+            }
             if let Routing::PerTenant(prefix) = routing {
                 chosen = match tenant_group.get(tenant) {
                     Some(&g) => g,
@@ -285,7 +328,13 @@ impl Batcher {
             }
             &mut groups[chosen].lines
         });
+        if route != Route::Write {
+            skipped.clear();
+            batch.skipped += usize::from(route == Route::Skip);
+            return;
+        }
         match result {
+            Err(_) if !*first => batch.skipped += 1,
             Ok(encoded) => {
                 let g = &mut batch.groups[chosen];
                 if let Some(gate) = gate.as_mut() {
@@ -385,5 +434,71 @@ mod tests {
         assert_eq!(b.rejected.len(), 1);
         assert_eq!(&b.payloads[b.sources[3].payload.clone()], b"{bad");
         assert_eq!(b.len(), 4);
+    }
+
+    #[test]
+    fn each_destination_writes_its_tenants_and_the_first_dead_letters_the_rest_once() {
+        let tenants = [vec!["a".to_string()], vec!["b".to_string()]];
+        let routes = Arc::new(Routes::new(tenants.iter().map(Vec::as_slice)));
+        let at = |index| {
+            let mut b = Batcher::new(
+                Converter::default(),
+                Kind::Metrics,
+                Routing::Single("mon".into()),
+                10,
+            )
+            .keeping_payloads(true)
+            .at_destination(routes.clone(), index);
+            for (offset, t) in ["a", "b", "z"].iter().enumerate() {
+                b.add(0, offset as i64, metric(t, offset as u32).as_bytes());
+            }
+            b.add(0, 3, b"{bad");
+            b
+        };
+        let first = at(0);
+        let b = first.batch();
+        assert_eq!(b.groups[0].sources, vec![0], "tenant a only");
+        assert_eq!(
+            std::str::from_utf8(&b.groups[0].lines)
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+        assert_eq!(b.unrouted, vec![(2, "z".to_string())], "nobody takes z");
+        assert_eq!(
+            b.rejected.len(),
+            1,
+            "the reject is the first's to dead-letter"
+        );
+        assert_eq!(
+            (b.skipped, b.len()),
+            (1, 4),
+            "b is the other's; every message counted"
+        );
+
+        let second = at(1);
+        let b = second.batch();
+        assert_eq!(b.groups[0].sources, vec![1], "tenant b only");
+        assert!(b.unrouted.is_empty() && b.rejected.is_empty());
+        assert_eq!((b.skipped, b.len()), (3, 4));
+    }
+
+    #[test]
+    fn a_destination_taking_every_tenant_writes_everything() {
+        let tenants = [vec![], vec!["b".to_string()]];
+        let routes = Arc::new(Routes::new(tenants.iter().map(Vec::as_slice)));
+        let mut b = Batcher::new(
+            Converter::default(),
+            Kind::Metrics,
+            Routing::Single("mon".into()),
+            10,
+        )
+        .at_destination(routes, 0);
+        for (offset, t) in ["a", "b", "z"].iter().enumerate() {
+            b.add(0, offset as i64, metric(t, offset as u32).as_bytes());
+        }
+        assert_eq!(b.batch().groups[0].sources, vec![0, 1, 2]);
+        assert!(b.batch().unrouted.is_empty());
     }
 }

@@ -153,6 +153,7 @@ pub async fn process_batch(
         payloads,
         rejected,
         over_limit,
+        unrouted,
         ..
     } = batch;
     let single = groups.len() == 1;
@@ -166,6 +167,10 @@ pub async fn process_batch(
                 "tenant {tenant:?} has reached max_hourly_series_per_tenant: this message would add a series beyond the limit in this hour"
             );
             letter(&sources, &payloads, i, "series_limit", detail)
+        }))
+        .chain(unrouted.into_iter().map(|(i, tenant)| {
+            let detail = format!("no destination takes tenant {tenant:?} (see `tenants`)");
+            letter(&sources, &payloads, i, "unrouted", detail)
         }))
         .collect();
     // One write per database, all at once: the writer's `max_in_flight` bounds how many run

@@ -61,6 +61,9 @@ pub struct PipelineSettings {
     pub database_refused: Duration,
     /// `max_hourly_series_per_tenant`: shared by this pipeline's consumers (None: off).
     pub series_limit: Option<Arc<series::SeriesLimit>>,
+    /// With several destinations: which tenants each takes, and this one's index (0: the
+    /// first, which dead-letters rejects and unrouted messages). None: the only one.
+    pub destination: Option<(Arc<crate::config::Routes>, usize)>,
 }
 
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).

@@ -76,6 +76,10 @@ impl<F: Flush> Worker<F> {
                 .map(super::series::SeriesGate::new),
         )
         .keeping_spares(settings.max_batches_in_flight + 1);
+        let batcher = match &settings.destination {
+            Some((routes, index)) => batcher.at_destination(routes.clone(), *index),
+            None => batcher,
+        };
         Worker {
             machine: ConsumerState::new(Limits {
                 batch_size: settings.batch_size,

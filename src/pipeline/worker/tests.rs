@@ -139,6 +139,7 @@ fn settings(batch_size: usize, max_in_flight: usize) -> Arc<PipelineSettings> {
         lag_interval: Duration::from_secs(3600),
         database_refused: Duration::from_secs(300),
         series_limit: None,
+        destination: None,
     })
 }
 
