@@ -1,0 +1,142 @@
+//! Destinations: InfluxDB replicas that never wait for each other, and tenants routed to
+//! their own InfluxDB. The real binary, tansu and two InfluxDB 1.6 servers.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Influx;
+use common::e2e::{Feeder, Stack, metric, metric_points};
+
+/// The metrics pipeline's default consumer group (the Python persister's).
+const GROUP: &str = "1_metrics";
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_replica_that_is_down_holds_back_nobody_and_catches_up_from_kafka() {
+    let mut replica = Influx::start();
+    let s = Stack::builder("dest-replica")
+        .persister(&format!("\n[destinations.b]\nport = {}\n", replica.port))
+        .start();
+    let feeder = Feeder::start(&s.tansu, 4, 0);
+    wait_for("both destinations writing", Duration::from_secs(60), || {
+        metric_points(&s.influx) > 0 && metric_points(&replica) > 0
+    });
+
+    // The replica is down for 20 s under a steady load: the first destination's points keep
+    // landing within its normal batch wait (0.5 s) plus a write.
+    replica.stop();
+    let outage = Instant::now();
+    let (mut last, mut grew_at, mut worst) =
+        (metric_points(&s.influx), Instant::now(), Duration::ZERO);
+    while outage.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = metric_points(&s.influx);
+        if now > last {
+            worst = worst.max(grew_at.elapsed());
+            (last, grew_at) = (now, Instant::now());
+        }
+    }
+    worst = worst.max(grew_at.elapsed());
+    eprintln!("longest the first destination went without new points during the outage: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(5),
+        "the first destination stalled {worst:?} while the replica was down:\n{}",
+        s.persister.log_text()
+    );
+    replica.restart();
+    let n = feeder.stop() as i64;
+
+    // The replica catches up from Kafka; both hold every point, and each group's committed
+    // offsets cover everything.
+    wait_for(
+        "both destinations to hold every point",
+        Duration::from_secs(180),
+        || metric_points(&s.influx) == n && metric_points(&replica) == n,
+    );
+    wait_for("both groups committed", Duration::from_secs(60), || {
+        s.tansu.committed(GROUP, "metrics", 4).is_ok_and(|c| c == n)
+            && s.tansu
+                .committed(&format!("{GROUP}.b"), "metrics", 4)
+                .is_ok_and(|c| c == n)
+    });
+    assert_eq!(s.tansu.committed_now(GROUP, "metrics", 4), n);
+    assert_eq!(
+        s.tansu.committed_now(&format!("{GROUP}.b"), "metrics", 4),
+        n
+    );
+}
+
+/// Points of tenant `t` in database `mon`.
+fn tenant_points(influx: &Influx, t: &str) -> i64 {
+    influx.points_or_no_database(
+        "mon",
+        &format!(r#"SELECT count(value) FROM "e2e.metric" WHERE "_tenant_id" = '{t}'"#),
+    )
+}
+
+#[test]
+fn tenants_are_sharded_and_a_tenant_nobody_takes_is_dead_lettered_once() {
+    let other = Influx::start();
+    let s = Stack::builder("dest-shards")
+        .dead_letter_topic("dlq")
+        .influxdb(r#"tenants = ["tenant-0"]"#)
+        .persister(&format!(
+            "\n[destinations.b]\nport = {}\ntenants = [\"tenant-1\"]\n",
+            other.port
+        ))
+        .start();
+    // metric(i) is tenant-(i % 3): 100 messages each.
+    let messages: Vec<Vec<u8>> = (0..300).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, messages.iter().map(Vec::as_slice));
+    wait_for(
+        "both groups past every message",
+        Duration::from_secs(120),
+        || {
+            s.tansu
+                .committed(GROUP, "metrics", 4)
+                .is_ok_and(|c| c == 300)
+                && s.tansu
+                    .committed(&format!("{GROUP}.b"), "metrics", 4)
+                    .is_ok_and(|c| c == 300)
+        },
+    );
+    assert_eq!(
+        (
+            metric_points(&s.influx),
+            tenant_points(&s.influx, "tenant-0")
+        ),
+        (100, 100),
+        "the first InfluxDB holds exactly tenant-0's points"
+    );
+    assert_eq!(
+        (metric_points(&other), tenant_points(&other, "tenant-1")),
+        (100, 100),
+        "the other holds exactly tenant-1's points"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
+        .args(["dead-letters", "list", "--config-file"])
+        .arg(&s.config)
+        .output()
+        .expect("run dead-letters list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let unrouted: Vec<&str> = text.lines().filter(|l| l.contains("unrouted")).collect();
+    assert_eq!(unrouted.len(), 1, "{text}");
+    assert!(
+        unrouted[0].contains("tenant-2") && unrouted[0].split_whitespace().any(|w| w == "100"),
+        "tenant-2's 100 messages dead-lettered once, reason unrouted:\n{text}"
+    );
+    assert!(
+        text.contains("total: 100"),
+        "nothing else dead-lettered:\n{text}"
+    );
+}
