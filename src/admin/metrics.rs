@@ -14,36 +14,57 @@ use crate::stats::{Labelled, header, label, sample};
 
 use super::{AdminState, procfs, unreadable_seconds};
 
-/// The Prometheus text exposition of every counter.
-pub fn render(state: &AdminState) -> String {
-    let p = &state.pipeline;
-    let w = &state.writer;
-    let mut out = String::with_capacity(4096);
-    messages(&mut out, p);
-    counters(&mut out, p, w);
-    latencies(&mut out, p, w);
-    in_flight(&mut out, p, w);
-    partitions(&mut out, p);
-    if let Some(series) = &state.series {
-        series_limit(&mut out, series);
+/// One destination's counters as rendered: its `destination="…"` label first.
+struct Dest<'a> {
+    label: String,
+    p: &'a PipelineStats,
+    w: &'a WriterStats,
+    series: Option<&'a SeriesLimit>,
+}
+
+impl Dest<'_> {
+    /// This destination's label followed by `more` (`key="value",…`).
+    fn with(&self, more: impl Display) -> String {
+        format!("{},{more}", self.label)
     }
-    databases(&mut out, w);
-    consumers(&mut out, p);
+}
+
+/// The Prometheus text exposition of every counter: the pipelines' and writers' by
+/// destination (`destination` label), the process's without.
+pub fn render(state: &AdminState) -> String {
+    let ds: Vec<Dest<'_>> = (state.destinations.iter())
+        .map(|d| Dest {
+            label: format!("destination=\"{}\"", label(&d.name)),
+            p: &d.pipeline,
+            w: &d.writer,
+            series: d.series.as_deref(),
+        })
+        .collect();
+    let mut out = String::with_capacity(4096);
+    messages(&mut out, &ds);
+    counters(&mut out, &ds);
+    latencies(&mut out, &ds);
+    in_flight(&mut out, &ds);
+    partitions(&mut out, &ds);
+    series_limit(&mut out, &ds);
+    databases(&mut out, &ds);
+    consumers(&mut out, &ds);
     process(&mut out);
-    sample(
-        &mut out,
-        "monasca_persister_poll_seconds_total",
-        "counter",
-        "Consumer time waiting for and taking messages from librdkafka.",
-        p.poll_seconds.get(),
-    );
-    sample(
-        &mut out,
-        "monasca_persister_convert_seconds_total",
-        "counter",
-        "Consumer time decoding and encoding messages.",
-        p.convert_seconds.get(),
-    );
+    for (name, help, seconds) in [
+        (
+            "monasca_persister_poll_seconds_total",
+            "Consumer time waiting for and taking messages from librdkafka.",
+            (|p: &PipelineStats| p.poll_seconds.get()) as fn(&PipelineStats) -> f64,
+        ),
+        (
+            "monasca_persister_convert_seconds_total",
+            "Consumer time decoding and encoding messages.",
+            |p: &PipelineStats| p.convert_seconds.get(),
+        ),
+    ] {
+        let samples = ds.iter().map(|d| (d.label.as_str(), seconds(d.p)));
+        family(&mut out, name, "counter", help, samples);
+    }
     sample(
         &mut out,
         "monasca_persister_uptime_seconds",
@@ -84,101 +105,104 @@ fn load(a: &AtomicU64) -> u64 {
 }
 
 /// Messages consumed and rejected.
-fn messages(out: &mut String, p: &PipelineStats) {
+fn messages(out: &mut String, ds: &[Dest<'_>]) {
     family(
         out,
         "monasca_persister_messages_consumed_total",
         "counter",
         "Kafka messages consumed.",
-        p.consumed_by
-            .snapshot()
-            .into_iter()
-            .map(|((topic, partition), v)| (topic_partition(&topic, partition), v)),
+        ds.iter().flat_map(|d| {
+            (d.p.consumed_by.snapshot().into_iter())
+                .map(|((topic, partition), v)| (d.with(topic_partition(&topic, partition)), v))
+        }),
     );
     family(
         out,
         "monasca_persister_messages_rejected_total",
         "counter",
         "Messages rejected (not written), by reason.",
-        p.rejected_by
-            .snapshot()
-            .into_iter()
-            .map(|(reason, v)| (format!("reason=\"{reason}\""), v)),
+        ds.iter().flat_map(|d| {
+            (d.p.rejected_by.snapshot().into_iter())
+                .map(|(reason, v)| (d.with(format_args!("reason=\"{reason}\"")), v))
+        }),
     );
 }
 
-/// The unlabelled counters of the pipeline and the writer, and the write retries.
-fn counters(out: &mut String, p: &PipelineStats, w: &WriterStats) {
-    for (name, help, v) in [
+/// The unlabelled counters of the pipelines and the writers, and the write retries.
+fn counters(out: &mut String, ds: &[Dest<'_>]) {
+    type Of = for<'a, 'b> fn(&'a Dest<'b>) -> &'a AtomicU64;
+    let counters: [(&str, &str, Of); 9] = [
         (
             "monasca_persister_messages_sanitized_total",
             "Accepted messages whose strings the sanitize policy altered.",
-            &p.sanitized,
+            |d| &d.p.sanitized,
         ),
         (
             "monasca_persister_dead_letters_total",
             "Rejected messages produced to the dead-letter topic.",
-            &p.dead_lettered,
+            |d| &d.p.dead_lettered,
         ),
         (
             "monasca_persister_batches_total",
             "Batches finished (written and dead-lettered).",
-            &p.batches,
+            |d| &d.p.batches,
         ),
         (
             "monasca_persister_commits_total",
             "Offset commits acknowledged.",
-            &p.commits,
+            |d| &d.p.commits,
         ),
         (
             "monasca_persister_kafka_fetches_total",
             "Calls that took messages from librdkafka (consumed / fetches = messages per call).",
-            &p.fetches,
+            |d| &d.p.fetches,
         ),
         (
             "monasca_persister_points_written_total",
             "Points InfluxDB stored.",
-            &w.points_written,
+            |d| &d.w.points_written,
         ),
         (
             "monasca_persister_points_rejected_total",
             "Points InfluxDB refused for good.",
-            &w.points_rejected,
+            |d| &d.w.points_rejected,
         ),
         (
             "monasca_persister_write_requests_total",
             "HTTP write requests sent.",
-            &w.requests,
+            |d| &d.w.requests,
         ),
         (
             "monasca_persister_databases_created_total",
             "Databases created.",
-            &w.databases_created,
+            |d| &d.w.databases_created,
         ),
-    ] {
-        sample(out, name, "counter", help, load(v));
+    ];
+    for (name, help, of) in counters {
+        let samples = ds.iter().map(|d| (d.label.as_str(), load(of(d))));
+        family(out, name, "counter", help, samples);
     }
     family(
         out,
         "monasca_persister_write_retries_total",
         "counter",
         "Write retries, by cause.",
-        RetryCause::ALL.into_iter().map(|cause| {
-            (
-                format!("cause=\"{}\"", cause.as_str()),
-                load(&w.retries[cause as usize]),
-            )
+        ds.iter().flat_map(|d| {
+            RetryCause::ALL.into_iter().map(|cause| {
+                let labels = d.with(format_args!("cause=\"{}\"", cause.as_str()));
+                (labels, load(&d.w.retries[cause as usize]))
+            })
         }),
     );
 }
 
 /// The write duration and end-to-end latency histograms.
-fn latencies(out: &mut String, p: &PipelineStats, w: &WriterStats) {
-    w.latency.render_to(
-        out,
-        "monasca_persister_write_duration_seconds",
-        "Duration of HTTP write requests.",
-    );
+fn latencies(out: &mut String, ds: &[Dest<'_>]) {
+    let name = "monasca_persister_write_duration_seconds";
+    header(out, name, "histogram", "Duration of HTTP write requests.");
+    for d in ds {
+        d.w.latency.render_samples(out, name, &d.label);
+    }
     let name = "monasca_persister_end_to_end_latency_seconds";
     header(
         out,
@@ -186,189 +210,201 @@ fn latencies(out: &mut String, p: &PipelineStats, w: &WriterStats) {
         "histogram",
         "From a message's creation (a metric's creation_time, an alarm transition's timestamp) to InfluxDB's acknowledgement of the write that stored it, per point written; messages without a creation time are not observed.",
     );
-    for (pipeline, h) in [
-        ("metrics", &p.end_to_end[0].0),
-        ("alarms", &p.end_to_end[1].0),
-    ] {
-        h.render_samples(out, name, &format!("pipeline=\"{pipeline}\""));
+    for d in ds {
+        for (pipeline, h) in [
+            ("metrics", &d.p.end_to_end[0].0),
+            ("alarms", &d.p.end_to_end[1].0),
+        ] {
+            h.render_samples(out, name, &d.with(format_args!("pipeline=\"{pipeline}\"")));
+        }
     }
 }
 
 /// What is being written now, and whether writing fails.
-fn in_flight(out: &mut String, p: &PipelineStats, w: &WriterStats) {
-    sample(
-        out,
-        "monasca_persister_batches_in_flight",
-        "gauge",
-        "Batches being written and dead-lettered, not yet finished.",
-        p.batches_in_flight.load(Ordering::Relaxed),
-    );
-    sample(
-        out,
-        "monasca_persister_bytes_in_flight",
-        "gauge",
-        "Line-protocol bytes being written.",
-        w.bytes_in_flight.load(Ordering::Relaxed),
-    );
-    sample(
-        out,
-        "monasca_persister_rate_limited_seconds_total",
-        "counter",
-        "Time writes waited for influxdb.max_points_per_second (consumers pause meanwhile).",
-        w.rate_limited.get(),
-    );
-    sample(
-        out,
-        "monasca_persister_influxdb_failing",
-        "gauge",
-        "1 while the latest write attempt failed and is being retried.",
-        u8::from(w.failing.load(Ordering::Relaxed)),
-    );
+fn in_flight(out: &mut String, ds: &[Dest<'_>]) {
+    type Value = fn(&Dest<'_>) -> String;
+    let gauges: [(&str, &str, &str, Value); 4] = [
+        (
+            "monasca_persister_batches_in_flight",
+            "gauge",
+            "Batches being written and dead-lettered, not yet finished.",
+            |d| d.p.batches_in_flight.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "monasca_persister_bytes_in_flight",
+            "gauge",
+            "Line-protocol bytes being written.",
+            |d| d.w.bytes_in_flight.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "monasca_persister_rate_limited_seconds_total",
+            "counter",
+            "Time writes waited for influxdb.max_points_per_second (consumers pause meanwhile).",
+            |d| d.w.rate_limited.get().to_string(),
+        ),
+        (
+            "monasca_persister_influxdb_failing",
+            "gauge",
+            "1 while the latest write attempt failed and is being retried.",
+            |d| u8::from(d.w.failing.load(Ordering::Relaxed)).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        family(
+            out,
+            name,
+            kind,
+            help,
+            ds.iter().map(|d| (d.label.as_str(), value(d))),
+        );
+    }
 }
 
 /// Per partition: lag, read errors, how long unreadable.
-fn partitions(out: &mut String, p: &PipelineStats) {
+fn partitions(out: &mut String, ds: &[Dest<'_>]) {
     family(
         out,
         "monasca_persister_consumer_lag",
         "gauge",
         "Messages behind the partition's end (high watermark last fetched minus position).",
-        p.lag
-            .snapshot()
-            .into_iter()
-            .map(|((topic, partition), v)| (topic_partition(&topic, partition), v)),
+        ds.iter().flat_map(|d| {
+            (d.p.lag.snapshot().into_iter())
+                .map(|((topic, partition), v)| (d.with(topic_partition(&topic, partition)), v))
+        }),
     );
     family(
         out,
         "monasca_persister_partition_read_errors_total",
         "counter",
         "Errors librdkafka reported for a partition instead of its messages, by cause (decompression, crc, corrupt, other).",
-        p.read_errors
-            .snapshot()
-            .into_iter()
-            .map(|((topic, partition, cause), v)| {
-                (topic_partition_cause(&topic, partition, cause), v)
-            }),
+        ds.iter().flat_map(|d| {
+            (d.p.read_errors.snapshot().into_iter()).map(|((topic, partition, cause), v)| {
+                (d.with(topic_partition_cause(&topic, partition, cause)), v)
+            })
+        }),
     );
     family(
         out,
         "monasca_persister_partition_unreadable_seconds",
         "gauge",
         "How long a partition has been unreadable (its messages wait; nothing is skipped); absent while readable.",
-        unreadable_seconds(p)
-            .into_iter()
-            .map(|((topic, partition, cause), secs)| {
-                (
-                    topic_partition_cause(&topic, partition, cause),
-                    format!("{secs:.1}"),
-                )
-            }),
+        ds.iter().flat_map(|d| {
+            unreadable_seconds(d.p)
+                .into_iter()
+                .map(|((topic, partition, cause), secs)| {
+                    let labels = d.with(topic_partition_cause(&topic, partition, cause));
+                    (labels, format!("{secs:.1}"))
+                })
+        }),
     );
 }
 
-/// `max_hourly_series_per_tenant`: the limit, and per tenant its series and refusals.
-fn series_limit(out: &mut String, series: &SeriesLimit) {
-    let counts = series.counts();
-    sample(
+/// `max_hourly_series_per_tenant`: the limit, and per tenant its series and refusals (only
+/// the destinations that set it).
+fn series_limit(out: &mut String, ds: &[Dest<'_>]) {
+    let limited: Vec<(&Dest<'_>, &SeriesLimit)> =
+        ds.iter().filter_map(|d| Some((d, d.series?))).collect();
+    if limited.is_empty() {
+        return;
+    }
+    family(
         out,
         "monasca_persister_series_limit",
         "gauge",
         "influxdb.max_hourly_series_per_tenant: new series a tenant may add per clock hour.",
-        series.max(),
+        limited.iter().map(|(d, s)| (d.label.as_str(), s.max())),
     );
-    let tenant = |t: &str| format!("tenant=\"{}\"", label(t));
+    let counts: Vec<_> = limited.iter().map(|(d, s)| (*d, s.counts())).collect();
+    let tenant = |d: &Dest<'_>, t: &str| d.with(format_args!("tenant=\"{}\"", label(t)));
     family(
         out,
         "monasca_persister_series_tracked",
         "gauge",
         "Distinct series (measurement + tag set) a tenant has written in the current hour.",
-        counts.iter().map(|c| (tenant(&c.tenant), c.tracked)),
+        (counts.iter()).flat_map(|(d, cs)| cs.iter().map(|c| (tenant(d, &c.tenant), c.tracked))),
     );
     family(
         out,
         "monasca_persister_series_refused_total",
         "counter",
         "Messages refused (dead-lettered as series_limit) because they would add a series beyond the tenant's hourly limit.",
-        counts.iter().map(|c| (tenant(&c.tenant), c.refused)),
+        (counts.iter()).flat_map(|(d, cs)| cs.iter().map(|c| (tenant(d, &c.tenant), c.refused))),
     );
 }
 
 /// The databases whose writes are failing, and those refusing them.
-fn databases(out: &mut String, w: &WriterStats) {
+fn databases(out: &mut String, ds: &[Dest<'_>]) {
     // Each family's samples stay together, as the text format requires.
-    let failing = w.failing_databases();
-    let db = |d: &str| format!("db=\"{}\"", label(d));
+    let failing: Vec<_> = ds.iter().map(|d| (d, d.w.failing_databases())).collect();
+    let db = |d: &Dest<'_>, name: &str| d.with(format_args!("db=\"{}\"", label(name)));
     family(
         out,
         "monasca_persister_influxdb_database_failing_seconds",
         "gauge",
         "How long writes to this database have been failing (only failing databases are listed).",
-        failing
-            .iter()
-            .map(|d| (db(&d.db), format!("{:.3}", d.failing_for.as_secs_f64()))),
+        failing.iter().flat_map(|(d, fs)| {
+            fs.iter()
+                .map(|f| (db(d, &f.db), format!("{:.3}", f.failing_for.as_secs_f64())))
+        }),
     );
     family(
         out,
         "monasca_persister_influxdb_database_refused_seconds",
         "gauge",
         "How long this database has refused every write (403, bucket missing).",
-        failing.iter().filter_map(|d| {
-            d.refused_for
-                .map(|r| (db(&d.db), format!("{:.3}", r.as_secs_f64())))
+        failing.iter().flat_map(|(d, fs)| {
+            fs.iter().filter_map(|f| {
+                (f.refused_for).map(|r| (db(d, &f.db), format!("{:.3}", r.as_secs_f64())))
+            })
         }),
     );
 }
 
 /// Per partition the oldest uncommitted message; per consumer its partitions and brokers.
-fn consumers(out: &mut String, p: &PipelineStats) {
+fn consumers(out: &mut String, ds: &[Dest<'_>]) {
     family(
         out,
         "monasca_persister_oldest_uncommitted_seconds",
         "gauge",
         "Age of the partition's oldest message consumed and not yet written or dead-lettered (0: none waits).",
-        p.oldest_uncommitted
-            .snapshot()
-            .into_iter()
-            .map(|((topic, partition), ms)| {
-                (
-                    topic_partition(&topic, partition),
-                    format!("{:.3}", ms as f64 / 1000.0),
-                )
-            }),
+        ds.iter().flat_map(|d| {
+            (d.p.oldest_uncommitted.snapshot().into_iter()).map(|((topic, partition), ms)| {
+                let labels = d.with(topic_partition(&topic, partition));
+                (labels, format!("{:.3}", ms as f64 / 1000.0))
+            })
+        }),
     );
-    for (name, help, gauge) in [
+    type Of = fn(&PipelineStats) -> &Labelled<String>;
+    let gauges: [(&str, &str, Of); 3] = [
         (
             "monasca_persister_partitions_assigned",
             "Partitions assigned, by consumer.",
-            &p.assigned,
+            |p| &p.assigned,
         ),
         (
             "monasca_persister_partitions_paused",
             "Partitions paused for backpressure (the sink is behind), by consumer.",
-            &p.paused,
+            |p| &p.paused,
         ),
         (
             "monasca_persister_kafka_brokers_down",
             "1 while every Kafka broker is unreachable for this consumer.",
-            &p.brokers_down,
+            |p| &p.brokers_down,
         ),
-    ] {
-        by_consumer(out, name, help, gauge);
+    ];
+    for (name, help, of) in gauges {
+        family(
+            out,
+            name,
+            "gauge",
+            help,
+            ds.iter().flat_map(|d| {
+                (of(d.p).snapshot().into_iter()).map(|(consumer, v)| {
+                    (d.with(format_args!("consumer=\"{}\"", label(&consumer))), v)
+                })
+            }),
+        );
     }
-}
-
-/// A gauge family by consumer.
-fn by_consumer(out: &mut String, name: &str, help: &str, gauge: &Labelled<String>) {
-    family(
-        out,
-        name,
-        "gauge",
-        help,
-        gauge
-            .snapshot()
-            .into_iter()
-            .map(|(consumer, v)| (format!("consumer=\"{}\"", label(&consumer)), v)),
-    );
 }
 
 /// The process's CPU time and memory, and its threads' CPU time by group (Linux only).
@@ -441,11 +477,9 @@ mod tests {
         assert!(series.admit("t\"1", 7 << 32, 1, 5));
         assert!(!series.admit("t\"1", 7 << 32, 2, 5));
         assert!(series.admit("t2", 9 << 32, 3, 5));
-        let s = AdminState {
-            series: Some(series),
-            ..super::super::tests::state(Some(Duration::from_secs(60)))
-        };
-        let p = &s.pipeline;
+        let mut s = super::super::tests::state(Some(Duration::from_secs(60)));
+        s.destinations[0].series = Some(series);
+        let p = &s.destinations[0].pipeline;
         p.consumed_by.add(("metrics".into(), 0), 120);
         p.consumed_by.add(("a\"b\\c\nd".into(), 3), 7);
         p.rejected_by.add("invalid_json", 4);
@@ -480,7 +514,7 @@ mod tests {
         p.brokers_down.set("alarms-0".into(), 1);
         p.poll_seconds.add(Duration::from_millis(1500));
         p.convert_seconds.add(Duration::from_micros(250));
-        let w = &s.writer;
+        let w = &s.destinations[0].writer;
         for (i, a) in [
             &w.points_written,
             &w.points_rejected,
@@ -502,13 +536,20 @@ mod tests {
         w.rate_limited.add(Duration::from_millis(20));
         w.mark_failing("mon", false);
         w.mark_failing("mon_t\"1", true);
+        // A second destination: its samples follow the first's in each family.
+        let b = super::super::tests::destination("b");
+        b.pipeline.consumed_by.add(("metrics".into(), 0), 99);
+        b.pipeline.lag.set(("metrics".into(), 0), 21);
+        b.pipeline.assigned.set("metrics-1".into(), 4);
+        b.writer.points_written.store(98, Ordering::Relaxed);
+        s.destinations.push(b);
         s
     }
 
-    /// The exposition, family by family and byte by byte, as the refactoring of `render`
-    /// (into `admin::metrics`) found it.
+    /// The exposition, family by family and byte by byte: each pipeline and writer family
+    /// labelled by destination (two here, their samples together), the process's without.
     #[test]
-    fn the_exposition_is_unchanged() {
+    fn the_exposition_is_as_documented() {
         let got = masked(&render(&populated()));
         if std::env::var_os("ADMIN_GOLDEN_PRINT").is_some() {
             print!("{got}");

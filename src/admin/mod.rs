@@ -28,17 +28,25 @@ mod procfs;
 
 pub use metrics::render;
 
-/// What the endpoint reports on.
-pub struct AdminState {
+/// One destination's counters: its consumers' and its writer's.
+pub struct DestinationStats {
+    /// `influxdb` for `[influxdb]`, else the `[destinations.NAME]` name.
+    pub name: String,
     pub pipeline: Arc<PipelineStats>,
     pub writer: Arc<WriterStats>,
+    /// Its `max_hourly_series_per_tenant`'s counts, when set.
+    pub series: Option<Arc<crate::pipeline::series::SeriesLimit>>,
+}
+
+/// What the endpoint reports on.
+pub struct AdminState {
+    /// `[influxdb]` first, then the other destinations.
+    pub destinations: Vec<DestinationStats>,
     pub started: Instant,
     /// `/ready` fails once a message has waited longer than this uncommitted (`None`: never).
     pub ready_max_uncommitted: Option<std::time::Duration>,
     /// `/ready` fails once a partition has been unreadable longer than this (`None`: never).
     pub ready_max_unreadable: Option<std::time::Duration>,
-    /// `max_hourly_series_per_tenant`'s counts, when set.
-    pub series: Option<Arc<crate::pipeline::series::SeriesLimit>>,
 }
 
 /// Serves until `shutdown`.
@@ -106,31 +114,41 @@ async fn handle(
 /// waited uncommitted longer than the bound, and no partition has been unreadable longer than
 /// its bound. Also the JSON detail, which names every unreadable partition.
 fn readiness(state: &AdminState) -> (bool, String) {
-    let assigned = state.pipeline.assigned.sum();
-    let databases = state.writer.failing_databases();
-    let failing = state.writer.failing.load(Ordering::Relaxed) || !databases.is_empty();
-    let oldest_ms = state
-        .pipeline
-        .oldest_uncommitted
-        .snapshot()
-        .into_iter()
+    let ds = &state.destinations;
+    let assigned: i64 = ds.iter().map(|d| d.pipeline.assigned.sum()).sum();
+    let mut databases = Vec::new();
+    let mut failing_destinations = Vec::new();
+    for d in ds {
+        let dbs = d.writer.failing_databases();
+        if d.writer.failing.load(Ordering::Relaxed) || !dbs.is_empty() {
+            failing_destinations.push(format!("\"{}\"", json_escape(&d.name)));
+        }
+        databases.extend(
+            dbs.into_iter()
+                .map(|f| format!("\"{}\"", json_escape(&f.db))),
+        );
+    }
+    databases.sort();
+    databases.dedup();
+    let failing = !failing_destinations.is_empty();
+    let oldest_ms = (ds.iter())
+        .flat_map(|d| d.pipeline.oldest_uncommitted.snapshot())
         .map(|(_, ms)| ms)
         .max()
         .unwrap_or(0);
     let stuck = state
         .ready_max_uncommitted
         .is_some_and(|max| oldest_ms as u128 > max.as_millis());
-    let unreadable = unreadable_seconds(&state.pipeline);
+    let unreadable: Vec<_> = ds
+        .iter()
+        .flat_map(|d| unreadable_seconds(&d.pipeline))
+        .collect();
     let unreadable_too_long = state.ready_max_unreadable.is_some_and(|max| {
         unreadable
             .iter()
             .any(|(.., secs)| *secs > max.as_secs_f64())
     });
     let ready = assigned > 0 && !failing && !stuck && !unreadable_too_long;
-    let names: Vec<String> = databases
-        .iter()
-        .map(|d| format!("\"{}\"", json_escape(&d.db)))
-        .collect();
     let partitions: Vec<String> = unreadable
         .iter()
         .map(|((topic, partition, cause), secs)| {
@@ -141,8 +159,9 @@ fn readiness(state: &AdminState) -> (bool, String) {
         })
         .collect();
     let body = format!(
-        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"failing_databases":[{}],"oldest_uncommitted_seconds":{:.1},"unreadable_partitions":[{}]}}"#,
-        names.join(","),
+        r#"{{"ready":{ready},"partitions_assigned":{assigned},"influxdb_failing":{failing},"failing_destinations":[{}],"failing_databases":[{}],"oldest_uncommitted_seconds":{:.1},"unreadable_partitions":[{}]}}"#,
+        failing_destinations.join(","),
+        databases.join(","),
         oldest_ms as f64 / 1000.0,
         partitions.join(",")
     );
@@ -185,11 +204,19 @@ mod tests {
     /// An `AdminState` with nothing counted yet.
     pub(super) fn state(bound: Option<Duration>) -> AdminState {
         AdminState {
-            pipeline: Arc::new(PipelineStats::default()),
-            writer: Arc::new(WriterStats::default()),
+            destinations: vec![destination(crate::config::PRIMARY)],
             started: Instant::now(),
             ready_max_uncommitted: bound,
             ready_max_unreadable: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// A destination with nothing counted yet.
+    pub(super) fn destination(name: &str) -> DestinationStats {
+        DestinationStats {
+            name: name.into(),
+            pipeline: Arc::new(PipelineStats::default()),
+            writer: Arc::new(WriterStats::default()),
             series: None,
         }
     }
@@ -197,13 +224,17 @@ mod tests {
     #[test]
     fn a_partition_unreadable_past_the_bound_makes_it_unready_and_is_named() {
         let s = state(None);
-        s.pipeline.assigned.set("metrics-0".into(), 4);
+        s.destinations[0]
+            .pipeline
+            .assigned
+            .set("metrics-0".into(), 4);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
         let key = ("metrics".to_string(), 3, "decompression");
-        s.pipeline
+        s.destinations[0]
+            .pipeline
             .unreadable_since
             .set(key.clone(), now_ms - 30_000);
         let (ready, body) = readiness(&s);
@@ -212,7 +243,8 @@ mod tests {
             body.contains(r#""unreadable_partitions":[{"topic":"metrics","partition":3,"cause":"decompression","seconds":30."#),
             "named while still within the bound: {body}"
         );
-        s.pipeline
+        s.destinations[0]
+            .pipeline
             .unreadable_since
             .set(key.clone(), now_ms - 61_000);
         let (ready, body) = readiness(&s);
@@ -220,10 +252,10 @@ mod tests {
         assert!(body.contains(r#""partition":3"#), "{body}");
         let text = render(&s);
         assert!(
-            text.contains(r#"monasca_persister_partition_unreadable_seconds{topic="metrics",partition="3",cause="decompression"} 61."#),
+            text.contains(r#"monasca_persister_partition_unreadable_seconds{destination="influxdb",topic="metrics",partition="3",cause="decompression"} 61."#),
             "{text}"
         );
-        s.pipeline.unreadable_since.remove(&key);
+        s.destinations[0].pipeline.unreadable_since.remove(&key);
         assert!(readiness(&s).0, "readable again");
     }
 
@@ -231,21 +263,32 @@ mod tests {
     fn ready_needs_partitions_and_a_working_sink() {
         let s = state(None);
         assert!(!readiness(&s).0, "nothing assigned yet");
-        s.pipeline.assigned.set("metrics-0".into(), 4);
+        s.destinations[0]
+            .pipeline
+            .assigned
+            .set("metrics-0".into(), 4);
         assert!(readiness(&s).0);
-        s.writer.failing.store(true, Ordering::Relaxed);
+        s.destinations[0]
+            .writer
+            .failing
+            .store(true, Ordering::Relaxed);
         assert!(!readiness(&s).0, "InfluxDB failing");
     }
 
     #[test]
     fn a_message_waiting_uncommitted_past_the_bound_makes_it_unready() {
         let s = state(Some(Duration::from_secs(300)));
-        s.pipeline.assigned.set("metrics-0".into(), 4);
-        s.pipeline
+        s.destinations[0]
+            .pipeline
+            .assigned
+            .set("metrics-0".into(), 4);
+        s.destinations[0]
+            .pipeline
             .oldest_uncommitted
             .set(("metrics".into(), 2), 300_000);
         assert!(readiness(&s).0, "at the bound: still ready");
-        s.pipeline
+        s.destinations[0]
+            .pipeline
             .oldest_uncommitted
             .set(("metrics".into(), 2), 300_001);
         let (ready, body) = readiness(&s);
@@ -255,11 +298,43 @@ mod tests {
             "{body}"
         );
         let never = state(None);
-        never.pipeline.assigned.set("metrics-0".into(), 4);
-        never
+        never.destinations[0]
+            .pipeline
+            .assigned
+            .set("metrics-0".into(), 4);
+        never.destinations[0]
             .pipeline
             .oldest_uncommitted
             .set(("metrics".into(), 2), i64::MAX);
         assert!(readiness(&never).0, "no bound: never unready for it");
+    }
+
+    #[test]
+    fn a_failing_destination_makes_it_unready_and_is_named() {
+        let mut s = state(None);
+        s.destinations.push(destination("b"));
+        s.destinations[0]
+            .pipeline
+            .assigned
+            .set("metrics-0".into(), 4);
+        s.destinations[1]
+            .pipeline
+            .assigned
+            .set("metrics-1".into(), 4);
+        assert!(readiness(&s).0);
+        s.destinations[1]
+            .writer
+            .failing
+            .store(true, Ordering::Relaxed);
+        let (ready, body) = readiness(&s);
+        assert!(!ready, "{body}");
+        assert!(body.contains(r#""failing_destinations":["b"]"#), "{body}");
+        let text = render(&s);
+        assert!(
+            text.contains("monasca_persister_influxdb_failing{destination=\"b\"} 1\n")
+                && text
+                    .contains("monasca_persister_influxdb_failing{destination=\"influxdb\"} 0\n"),
+            "{text}"
+        );
     }
 }

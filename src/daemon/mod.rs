@@ -258,11 +258,16 @@ fn start_admin(
 ) {
     let limit = |s: f64| (s > 0.0).then(|| Duration::from_secs_f64(s));
     let state = Arc::new(crate::admin::AdminState {
-        pipeline: shared.destinations[0].stats.clone(),
-        writer: shared.destinations[0].writer.stats(),
+        destinations: (shared.destinations.iter())
+            .map(|d| crate::admin::DestinationStats {
+                name: d.name.clone(),
+                pipeline: d.stats.clone(),
+                writer: d.writer.stats(),
+                series: d.series_limit.clone(),
+            })
+            .collect(),
         started: std::time::Instant::now(),
         ready_max_uncommitted: limit(config.persister.ready_max_uncommitted_seconds),
-        series: shared.destinations[0].series_limit.clone(),
         ready_max_unreadable: limit(config.persister.ready_max_unreadable_seconds),
     });
     let addr = config.persister.admin_listen.clone();
