@@ -49,6 +49,14 @@ pub fn render(state: &AdminState) -> String {
     series_limit(&mut out, &ds);
     databases(&mut out, &ds);
     consumers(&mut out, &ds);
+    family(
+        &mut out,
+        "monasca_persister_topic_retention_seconds",
+        "gauge",
+        "The topic's retention.ms as the broker reports it (absent: unknown, or kept forever): a destination behind by as much loses messages.",
+        (state.topic_retention.snapshot().into_iter())
+            .map(|(topic, ms)| (format!("topic=\"{}\"", label(&topic)), ms as f64 / 1000.0)),
+    );
     process(&mut out);
     for (name, help, seconds) in [
         (
@@ -543,6 +551,7 @@ mod tests {
         b.pipeline.assigned.set("metrics-1".into(), 4);
         b.writer.points_written.store(98, Ordering::Relaxed);
         s.destinations.push(b);
+        s.topic_retention.set("metrics".into(), 86_400_000);
         s
     }
 

@@ -47,6 +47,9 @@ pub struct AdminState {
     pub ready_max_uncommitted: Option<std::time::Duration>,
     /// `/ready` fails once a partition has been unreadable longer than this (`None`: never).
     pub ready_max_unreadable: Option<std::time::Duration>,
+    /// Each consumed topic's `retention.ms` as the broker reports it (absent: unknown or
+    /// forever).
+    pub topic_retention: Arc<crate::stats::Labelled<String>>,
 }
 
 /// Serves until `shutdown`.
@@ -208,6 +211,7 @@ mod tests {
             started: Instant::now(),
             ready_max_uncommitted: bound,
             ready_max_unreadable: Some(Duration::from_secs(60)),
+            topic_retention: Arc::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::pipeline::batch::Routing;
 use crate::pipeline::series::SeriesLimit;
 use crate::pipeline::{Control, Ending, PipelineSettings, PipelineStats};
 use crate::sink::Writer;
+use crate::stats::Labelled;
 
 /// Start-up failures (after config validation).
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +181,13 @@ fn start_pipeline(
         dead.for_destination(&target.name)
     });
     let mut settings = settings(config, kind, p, target);
-    settings.destination = Some((shared.routes.clone(), d));
+    if shared.destinations.len() > 1 || !shared.routes.takes_all(0) {
+        settings.destination = Some(crate::pipeline::Place {
+            routes: shared.routes.clone(),
+            index: d,
+            name: target.name.clone(),
+        });
+    }
     let settings = Arc::new(settings);
     let group = config.group_id_for(p, &target.name);
     let mut consumers = Vec::new();
@@ -269,7 +276,9 @@ fn start_admin(
         started: std::time::Instant::now(),
         ready_max_uncommitted: limit(config.persister.ready_max_uncommitted_seconds),
         ready_max_unreadable: limit(config.persister.ready_max_unreadable_seconds),
+        topic_retention: Arc::new(Labelled::default()),
     });
+    watch_retention(config, rt, state.topic_retention.clone(), stop.clone());
     let addr = config.persister.admin_listen.clone();
     rt.spawn(async move {
         match tokio::net::TcpListener::bind(&addr).await {
@@ -280,6 +289,43 @@ fn start_admin(
                 crate::admin::serve(l, state, stop).await;
             }
             Err(e) => tracing::error!(address = %addr, error = %e, "admin endpoint not started"),
+        }
+    });
+}
+
+/// How often the topics' retention is asked of the broker again.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Keeps each enabled pipeline's topic retention (ms) in `into`, asked of the broker now and
+/// every `RETENTION_EVERY`, for the alert on a destination falling behind by nearly as much.
+fn watch_retention(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    into: Arc<Labelled<String>>,
+    stop: CancellationToken,
+) {
+    let config = config.clone();
+    rt.spawn(async move {
+        let mut said = false;
+        loop {
+            for p in [&config.kafka_metrics, &config.kafka_alarm_history] {
+                if !p.enabled {
+                    continue;
+                }
+                match kafka::topic_retention(&config, p).await {
+                    Ok(Some(r)) => into.set(p.topic.clone(), r.as_millis() as i64),
+                    Ok(None) => into.remove(&p.topic),
+                    Err(e) if !said => {
+                        said = true;
+                        tracing::info!(topic = %p.topic, error = %e, "cannot read the topic's retention.ms; monasca_persister_topic_retention_seconds stays absent");
+                    }
+                    Err(_) => {}
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETENTION_EVERY) => {}
+                _ = stop.cancelled() => return,
+            }
         }
     });
 }

@@ -68,6 +68,34 @@ pub fn dead_letter_producer(
     client_config(&producer_properties(config, p)).create()
 }
 
+/// The retention of pipeline `p`'s topic (its `retention.ms`) as the broker reports it: None
+/// when the topic keeps its messages forever (-1). `Err`: the broker did not say.
+pub async fn topic_retention(
+    config: &Config,
+    p: &PipelineConfig,
+) -> Result<Option<std::time::Duration>, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let props = [("bootstrap.servers".to_owned(), config.brokers(p).to_owned())];
+    let mut cc = client_config(&props);
+    for (k, v) in &config.kafka.properties {
+        cc.set(k, v);
+    }
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        cc.create().map_err(|e| config.kafka.redactor().error(&e))?;
+    let opts = AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(10)));
+    let answers = admin
+        .describe_configs(&[ResourceSpecifier::Topic(&p.topic)], &opts)
+        .await
+        .map_err(|e| config.kafka.redactor().error(&e))?;
+    let resource = (answers.into_iter().next())
+        .ok_or("no answer")?
+        .map_err(|code| code.to_string())?;
+    let ms = (resource.get("retention.ms").and_then(|e| e.value.clone()))
+        .ok_or("no retention.ms in the answer")?;
+    let ms: i64 = ms.parse().map_err(|_| format!("retention.ms {ms:?}"))?;
+    Ok((ms >= 0).then(|| std::time::Duration::from_millis(ms as u64)))
+}
+
 /// A rust-rdkafka client configuration holding `props`.
 pub fn client_config(props: &[(String, String)]) -> rdkafka::config::ClientConfig {
     let mut cc = rdkafka::config::ClientConfig::new();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::batch::{self, PendingBatch, Source};
 use super::ports::Flush;
@@ -35,6 +36,8 @@ pub struct Flusher {
     abandon: CancellationToken,
     /// For the test hook that fails a batch.
     control: Arc<Control>,
+    /// With several destinations: names this one in the logs of its writes.
+    span: tracing::Span,
 }
 
 impl Flusher {
@@ -60,6 +63,10 @@ impl Flusher {
             database_refused: settings.database_refused,
             abandon,
             control,
+            span: match &settings.destination {
+                Some(place) => tracing::info_span!("destination", name = %place.name),
+                None => tracing::Span::none(),
+            },
         }
     }
 }
@@ -78,15 +85,18 @@ impl Flush for Flusher {
             .inject_batch_failure
             .swap(false, Ordering::Relaxed);
         let (refused, kind, abandon) = (self.database_refused, self.kind, self.abandon.clone());
-        let handle = self.rt.spawn(async move {
-            if fail {
-                panic!("injected batch failure (test hook)");
+        let handle = self.rt.spawn(
+            async move {
+                if fail {
+                    panic!("injected batch failure (test hook)");
+                }
+                tokio::select! {
+                    r = process_batch(batch, kind, writer, dead, stats, refused) => r,
+                    _ = abandon.cancelled() => Err(WriteError::ShuttingDown),
+                }
             }
-            tokio::select! {
-                r = process_batch(batch, kind, writer, dead, stats, refused) => r,
-                _ = abandon.cancelled() => Err(WriteError::ShuttingDown),
-            }
-        });
+            .instrument(self.span.clone()),
+        );
         self.rt.spawn(async move {
             // A panic in the batch task must still be reported, or the in-flight count and
             // the commit point would wait for it forever. Its offsets stay uncommitted.
@@ -183,11 +193,14 @@ pub async fn process_batch(
     let mut writes = tokio::task::JoinSet::new();
     for g in groups.into_iter().filter(|g| !g.line_ends.is_empty()) {
         let writer = writer.clone();
-        writes.spawn(async move {
-            let body = Lines::new(g.lines, g.line_ends);
-            let report = writer.write_or_give_up(&g.db, &body, refused_after).await;
-            (body, g.sources, g.created, report)
-        });
+        writes.spawn(
+            async move {
+                let body = Lines::new(g.lines, g.line_ends);
+                let report = writer.write_or_give_up(&g.db, &body, refused_after).await;
+                (body, g.sources, g.created, report)
+            }
+            .in_current_span(),
+        );
     }
     while let Some(joined) = writes.join_next().await {
         let (body, line_sources, created, report) = match joined {

@@ -61,9 +61,21 @@ pub struct PipelineSettings {
     pub database_refused: Duration,
     /// `max_hourly_series_per_tenant`: shared by this pipeline's consumers (None: off).
     pub series_limit: Option<Arc<series::SeriesLimit>>,
-    /// With several destinations: which tenants each takes, and this one's index (0: the
-    /// first, which dead-letters rejects and unrouted messages). None: the only one.
-    pub destination: Option<(Arc<crate::config::Routes>, usize)>,
+    /// With several destinations (or tenants routed): which one this pipeline writes to.
+    /// None: the only one, taking every tenant.
+    pub destination: Option<Place>,
+}
+
+/// A pipeline's destination among several.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// Which tenants each destination takes.
+    pub routes: Arc<crate::config::Routes>,
+    /// This one's index in `routes` (0: the first, which dead-letters rejects and unrouted
+    /// messages).
+    pub index: usize,
+    /// Its name (`influxdb` for the first), in the logs of its writes.
+    pub name: String,
 }
 
 /// Counters shared by all consumers of all pipelines (the admin endpoint reads them).

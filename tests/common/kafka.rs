@@ -51,6 +51,9 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Creates topic `name` with `partitions` partitions and Kafka's default retention set
+    /// explicitly (7 days): tansu reports a topic's `retention.ms` only when it was given,
+    /// where Kafka reports its default.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new("tansu")
             .args([
@@ -59,6 +62,8 @@ impl Tansu {
                 name,
                 "--partitions",
                 &partitions.to_string(),
+                "--config",
+                "retention.ms=604800000",
             ])
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
             .stdout(Stdio::null())

@@ -77,7 +77,7 @@ impl<F: Flush> Worker<F> {
         )
         .keeping_spares(settings.max_batches_in_flight + 1);
         let batcher = match &settings.destination {
-            Some((routes, index)) => batcher.at_destination(routes.clone(), *index),
+            Some(place) => batcher.at_destination(place.routes.clone(), place.index),
             None => batcher,
         };
         Worker {
