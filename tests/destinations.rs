@@ -75,6 +75,16 @@ fn a_replica_that_is_down_holds_back_nobody_and_catches_up_from_kafka() {
     );
 }
 
+/// What `dead-letters list` prints for the stack's config.
+fn listed(config: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
+        .args(["dead-letters", "list", "--config-file"])
+        .arg(config)
+        .output()
+        .expect("run dead-letters list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Points of tenant `t` in database `mon`.
 fn tenant_points(influx: &Influx, t: &str) -> i64 {
     influx.points_or_no_database(
@@ -123,12 +133,7 @@ fn tenants_are_sharded_and_a_tenant_nobody_takes_is_dead_lettered_once() {
         (100, 100),
         "the other holds exactly tenant-1's points"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
-        .args(["dead-letters", "list", "--config-file"])
-        .arg(&s.config)
-        .output()
-        .expect("run dead-letters list");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = listed(&s.config);
     let unrouted: Vec<&str> = text.lines().filter(|l| l.contains("unrouted")).collect();
     assert_eq!(unrouted.len(), 1, "{text}");
     assert!(
@@ -138,5 +143,65 @@ fn tenants_are_sharded_and_a_tenant_nobody_takes_is_dead_lettered_once() {
     assert!(
         text.contains("total: 100"),
         "nothing else dead-lettered:\n{text}"
+    );
+}
+
+#[test]
+fn a_replica_refusing_one_tenant_dead_letters_it_with_its_name_and_slows_nobody() {
+    let replica = Influx::start_refusing_tenant_2();
+    let s = Stack::builder("dest-refused")
+        .dead_letter_topic("dlq")
+        .influxdb("db_per_tenant = true")
+        .persister(&format!(
+            "database_refused_seconds = 3\n\n[destinations.b]\nport = {}\nuser = \"persister\"\npassword = \"w-only\"\n",
+            replica.port
+        ))
+        .start();
+    let started = Instant::now();
+    let messages: Vec<Vec<u8>> = (0..3000).map(metric).collect();
+    s.tansu
+        .produce("metrics", 4, messages.iter().map(Vec::as_slice));
+    let all_first = |t: usize| {
+        s.influx.points_or_no_database(
+            &format!("mon_tenant-{t}"),
+            r#"SELECT count(value) FROM "e2e.metric""#,
+        )
+    };
+    wait_for(
+        "the first destination to hold every point",
+        Duration::from_secs(120),
+        || (0..3).all(|t| all_first(t) == 1000),
+    );
+    eprintln!("first destination complete after {:?}", started.elapsed());
+    wait_for(
+        "both groups past every message",
+        Duration::from_secs(120),
+        || {
+            s.tansu
+                .committed(GROUP, "metrics", 4)
+                .is_ok_and(|c| c == 3000)
+                && s.tansu
+                    .committed(&format!("{GROUP}.b"), "metrics", 4)
+                    .is_ok_and(|c| c == 3000)
+        },
+    );
+    assert_eq!(
+        (replica.tenant_points(0), replica.tenant_points(1)),
+        (1000, 1000)
+    );
+    assert_eq!(replica.tenant_points(2), 0, "refused by the replica");
+    let letters = common::kafka::read_letters(&s.tansu.bootstrap(), "dlq", 1000);
+    assert_eq!(letters.len(), 1000, "tenant-2's messages");
+    assert!(
+        listed(&s.config).contains("total: 1000"),
+        "dead-lettered once, by the replica alone"
+    );
+    assert!(
+        letters.iter().all(|(_, h)| {
+            h.get("reason").map(String::as_str) == Some("database_refused")
+                && h.get("destination").map(String::as_str) == Some("b")
+        }),
+        "{:?}",
+        letters.first().map(|(_, h)| h)
     );
 }

@@ -796,26 +796,10 @@ fn writable_tenants_land(s: &Setup, p: &Persister) {
 
 /// Reads `n` dead letters from `topic` (up to a minute): (payload, reason header).
 fn dead_letters(bootstrap: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, String)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
-            let reason = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "reason").and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            out.push((m.payload().unwrap_or_default().to_vec(), reason));
-        }
-    }
-    out
+    common::kafka::read_letters(bootstrap, topic, n)
+        .into_iter()
+        .map(|(payload, headers)| (payload, headers.get("reason").cloned().unwrap_or_default()))
+        .collect()
 }
 
 #[test]

@@ -308,3 +308,37 @@ impl Drop for Persister {
         let _ = self.child.wait();
     }
 }
+
+/// Reads `n` messages from `topic` from its start (up to a minute), as a dead-letter reader
+/// does: each payload with its headers.
+#[allow(dead_code)]
+pub fn read_letters(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)> {
+    use rdkafka::message::{Headers, Message};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dead-letter reader");
+    c.subscribe(&[topic])
+        .expect("subscribe to the dead-letter topic");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let headers = (m.headers().into_iter())
+                .flat_map(|h| h.iter())
+                .map(|h| {
+                    let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                    (h.key.to_owned(), v.into_owned())
+                })
+                .collect();
+            out.push((m.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    out
+}
