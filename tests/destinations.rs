@@ -75,6 +75,19 @@ fn a_replica_that_is_down_holds_back_nobody_and_catches_up_from_kafka() {
     );
 }
 
+/// Waits until both destinations' groups have committed past `n` messages of `metrics`.
+fn both_groups_past(s: &Stack, n: i64) {
+    wait_for(
+        "both groups past every message",
+        Duration::from_secs(120),
+        || {
+            [GROUP.to_owned(), format!("{GROUP}.b")]
+                .iter()
+                .all(|g| s.tansu.committed(g, "metrics", 4).is_ok_and(|c| c == n))
+        },
+    );
+}
+
 /// What `dead-letters list` prints for the stack's config.
 fn listed(config: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
@@ -108,18 +121,7 @@ fn tenants_are_sharded_and_a_tenant_nobody_takes_is_dead_lettered_once() {
     let messages: Vec<Vec<u8>> = (0..300).map(metric).collect();
     s.tansu
         .produce("metrics", 4, messages.iter().map(Vec::as_slice));
-    wait_for(
-        "both groups past every message",
-        Duration::from_secs(120),
-        || {
-            s.tansu
-                .committed(GROUP, "metrics", 4)
-                .is_ok_and(|c| c == 300)
-                && s.tansu
-                    .committed(&format!("{GROUP}.b"), "metrics", 4)
-                    .is_ok_and(|c| c == 300)
-        },
-    );
+    both_groups_past(&s, 300);
     assert_eq!(
         (
             metric_points(&s.influx),
@@ -173,18 +175,7 @@ fn a_replica_refusing_one_tenant_dead_letters_it_with_its_name_and_slows_nobody(
         || (0..3).all(|t| all_first(t) == 1000),
     );
     eprintln!("first destination complete after {:?}", started.elapsed());
-    wait_for(
-        "both groups past every message",
-        Duration::from_secs(120),
-        || {
-            s.tansu
-                .committed(GROUP, "metrics", 4)
-                .is_ok_and(|c| c == 3000)
-                && s.tansu
-                    .committed(&format!("{GROUP}.b"), "metrics", 4)
-                    .is_ok_and(|c| c == 3000)
-        },
-    );
+    both_groups_past(&s, 3000);
     assert_eq!(
         (replica.tenant_points(0), replica.tenant_points(1)),
         (1000, 1000)
