@@ -23,7 +23,8 @@
 //!
 //! ```text
 //!  config    TOML, or the Python persister's INI file → one validated Config (plain data)
-//!  daemon    builds the pieces from a Config, runs until a signal or a fatal end;
+//!  daemon    builds the pieces from a Config (per destination: a writer and a consumer
+//!            group of its own), runs until a signal or a fatal end;
 //!            `daemon::start` is the process: memory, logging, signals, exit statuses
 //!  kafka     everything librdkafka: client properties, consumer threads and callbacks
 //!            (each one call into the worker), our queues, the dead-letter producer
