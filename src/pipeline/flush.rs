@@ -169,20 +169,7 @@ pub async fn process_batch(
     let single = groups.len() == 1;
     let mut spare = batch::Spare::default();
     let payloads = payloads.freeze();
-    let mut letters: Vec<DeadLetter> = rejected
-        .into_iter()
-        .map(|(i, r)| letter(&sources, &payloads, i, r.reason(), r.to_string()))
-        .chain(over_limit.into_iter().map(|(i, tenant)| {
-            let detail = format!(
-                "tenant {tenant:?} has reached max_hourly_series_per_tenant: this message would add a series beyond the limit in this hour"
-            );
-            letter(&sources, &payloads, i, "series_limit", detail)
-        }))
-        .chain(unrouted.into_iter().map(|(i, tenant)| {
-            let detail = format!("no destination takes tenant {tenant:?} (see `tenants`)");
-            letter(&sources, &payloads, i, "unrouted", detail)
-        }))
-        .collect();
+    let mut letters = refused_before_writing(&sources, &payloads, rejected, over_limit, unrouted);
     // One write per database, all at once: the writer's `max_in_flight` bounds how many run
     // (with a database per tenant, a batch holds many). Dropping the set (an early return)
     // aborts the rest.
@@ -234,6 +221,31 @@ pub async fn process_batch(
     sources.clear();
     spare.sources = sources;
     Ok(spare)
+}
+
+/// The dead letters of a batch's messages refused before any write: rejected by the
+/// converter, over the series limit, or of a tenant no destination takes.
+fn refused_before_writing(
+    sources: &[Source],
+    payloads: &Bytes,
+    rejected: Vec<(usize, crate::convert::Reject)>,
+    over_limit: Vec<(usize, String)>,
+    unrouted: Vec<(usize, String)>,
+) -> Vec<DeadLetter> {
+    rejected
+        .into_iter()
+        .map(|(i, r)| letter(sources, payloads, i, r.reason(), r.to_string()))
+        .chain(over_limit.into_iter().map(|(i, tenant)| {
+            let detail = format!(
+                "tenant {tenant:?} has reached max_hourly_series_per_tenant: this message would add a series beyond the limit in this hour"
+            );
+            letter(sources, payloads, i, "series_limit", detail)
+        }))
+        .chain(unrouted.into_iter().map(|(i, tenant)| {
+            let detail = format!("no destination takes tenant {tenant:?} (see `tenants`)");
+            letter(sources, payloads, i, "unrouted", detail)
+        }))
+        .collect()
 }
 
 /// The dead letter of the batch's message `i`.
