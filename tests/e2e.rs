@@ -554,7 +554,10 @@ impl Prometheus {
         if v["status"] != "success" {
             return Err(format!("{status}: {body}"));
         }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+        v["data"]["result"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("no result array: {body}"))
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InfluxConfig, PipelineConfig, Routes};
@@ -113,11 +114,16 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
         if !p.enabled {
             continue;
         }
+        // One dead-letter producer per pipeline, shared by its destinations.
+        let producer = dead_letter_producer(&config, p, &rt)?;
         for d in 0..shared.destinations.len() {
             // Consumer threads are numbered on across destinations (`metrics-0`, `metrics-1`
             // …): a thread name holds 15 bytes, too few for a destination's name.
             let first = d * p.num_processors;
-            consumers.extend(start_pipeline(&config, kind, p, &shared, d, first, &rt)?);
+            let dead = DeadLetters::new(p.topic.clone(), producer.clone(), shared.cancel.clone());
+            consumers.extend(start_pipeline(
+                &config, kind, p, &shared, d, first, dead, &rt,
+            )?);
         }
     }
     // The admin endpoint outlives the consumers and the writes, so /metrics answers to the
@@ -148,8 +154,26 @@ pub fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, D
     Ok(exit)
 }
 
+/// Pipeline `p`'s dead-letter producer and topic (None: no dead-letter topic).
+fn dead_letter_producer(
+    config: &Config,
+    p: &PipelineConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Option<(FutureProducer, String)>, DaemonError> {
+    let topic = config.dead_letter_topic(p);
+    if topic.is_empty() {
+        return Ok(None);
+    }
+    let _guard = rt.enter();
+    let producer = kafka::dead_letter_producer(config, p).map_err(|e| DaemonError::Kafka {
+        what: "dead-letter producer".into(),
+        detail: config.kafka.redactor().error(&e),
+    })?;
+    Ok(Some((producer, topic.to_owned())))
+}
+
 /// Starts one pipeline's `num_processors` consumers for destination `d` (numbered from
-/// `first`), with their dead-letter producer.
+/// `first`), sending their dead letters through `dead`.
 #[allow(clippy::too_many_arguments)]
 fn start_pipeline(
     config: &Config,
@@ -158,22 +182,11 @@ fn start_pipeline(
     shared: &Shared,
     d: usize,
     first: usize,
+    dead: DeadLetters,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Vec<ConsumerHandle>, DaemonError> {
     let target = &shared.destinations[d];
     let redactor = config.kafka.redactor();
-    let dlq_topic = config.dead_letter_topic(p);
-    let producer = if dlq_topic.is_empty() {
-        None
-    } else {
-        let _guard = rt.enter();
-        let producer = kafka::dead_letter_producer(config, p).map_err(|e| DaemonError::Kafka {
-            what: "dead-letter producer".into(),
-            detail: redactor.error(&e),
-        })?;
-        Some((producer, dlq_topic.to_owned()))
-    };
-    let dead = DeadLetters::new(p.topic.clone(), producer, shared.cancel.clone());
     // Letters of a destination other than the first name it (a write only it refused).
     let dead = Arc::new(if d == 0 {
         dead
